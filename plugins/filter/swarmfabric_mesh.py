@@ -1,0 +1,36 @@
+# Copyright: Swarmfabric contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter for the mesh layer: swarm_mesh_view (what roles/mesh renders for one host)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+# Same path trick as plugins/filter/swarmfabric.py: reach the shared package.
+_MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils')
+if _MODULE_UTILS not in sys.path:
+    sys.path.insert(0, _MODULE_UTILS)
+
+from swarmfabric.plan import plain
+from swarmfabric.ruleset import backend_subnets, mesh_view
+
+
+def swarm_mesh_view(plan, host, backends=None):
+    """Endpoints, backends and anycast addresses of one host's mesh."""
+    try:
+        return mesh_view(plain(plan), host, plain(backends or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot compute the mesh of {host}: {type(exc).__name__}: {exc}') from None
+
+
+def swarm_mesh_subnets(plan):
+    """Container services to their overlay subnet (the input of swarm_backends)."""
+    return backend_subnets(plain(plan))
+
+
+class FilterModule:
+    def filters(self):
+        return {'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets}

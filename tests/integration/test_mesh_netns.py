@@ -1,0 +1,138 @@
+"""The nftables mesh on the real kernel: a node namespace applies roles/mesh,
+a client namespace curls its published port and a VIP, and two server
+namespaces answer as backends."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from sf_mesh_helpers import ROOT, del_ns, new_ns, ruleset, sh
+
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+from swarmfabric.plan import build_plan
+
+SWARM = {
+    "name": "t", "managers": ["node1"], "nodes": {"node1": {"slot": 17}},
+    "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
+    "services": {
+        "web": {"image": "swarmfabric/task:1", "replicas": 2, "overlays": ["appnet"], "vip": "10.20.255.10",
+                "publish": [{"published": 8080, "target": 80}]},
+        "static": {"backends": ["10.20.50.5:80"], "overlays": ["appnet"], "vip": "10.20.255.11",
+                   "publish": [{"published": 8081, "target": 80}]},
+    },
+    "mesh": {"backend": "nftables", "scheduler": "rr"},
+}
+SERVERS = {"srv1": "10.20.50", "srv2": "10.20.60"}
+PLAYBOOK = """- hosts: node1
+  gather_facts: false
+  roles: [mesh]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    names = {tag: new_ns(tag) for tag in ("node", "cli", *SERVERS)}
+    node = names["node"]
+    procs = []
+    try:
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=node)
+        _veth(node, "c", "192.168.77.1/24", names["cli"], "192.168.77.2/24")
+        sh("ip", "route", "add", "10.20.0.0/16", "via", "192.168.77.1", ns=names["cli"])
+        for tag, net in SERVERS.items():
+            _veth(node, tag[-1], f"{net}.1/24", names[tag], f"{net}.5/24")
+            sh("ip", "route", "add", "default", "via", f"{net}.1", ns=names[tag])
+            www = pathlib.Path(tempfile.mkdtemp(prefix="sf-mesh-www-"))
+            (www / "index.html").write_text(tag + "\n")
+            procs.append(subprocess.Popen(["ip", "netns", "exec", names[tag], sys.executable, "-m", "http.server",
+                                           "80", "--directory", str(www)], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        # The fabric's devices, as the fabric role leaves them: VXLAN plus its macvlan shim.
+        sh("ip", "link", "add", "sf-appnet", "type", "vxlan", "id", "300", "dstport", "4789", ns=node)
+        sh("ip", "link", "add", "sf-appnet-h", "link", "sf-appnet", "type", "macvlan", "mode", "bridge", ns=node)
+        sh("ip", "link", "set", "sf-appnet", "up", ns=node)
+        sh("ip", "link", "set", "sf-appnet-h", "up", ns=node)
+        time.sleep(1)
+        yield names
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        for name in names.values():
+            del_ns(name)
+
+
+def _veth(ns_a, tag, addr_a, ns_b, addr_b):
+    a, b = f"sfm-{tag}-a", f"sfm-{tag}-b"
+    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b, ns=ns_a)
+    for ns, dev, addr in ((ns_a, a, addr_a), (ns_b, b, addr_b)):
+        sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
+        sh("ip", "link", "set", dev, "up", ns=ns)
+
+
+def converge(lab, backends, check=False):
+    plan = build_plan(SWARM, {"node1": {"swarm_advertise_addr": "192.168.77.1"}})
+    with tempfile.TemporaryDirectory(prefix="sf-mesh-play-") as tmp:
+        (pathlib.Path(tmp) / "play.yml").write_text(PLAYBOOK)
+        (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
+            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends}))
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+               "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"}
+        argv = ["ip", "netns", "exec", lab["node"], str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
+                "-i", "node1,", "-c", "local", "-e", f"@{tmp}/vars.json", f"{tmp}/play.yml"] + ["--check"] * check
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    out = json.loads(proc.stdout)
+    tasks = {t["task"]["name"]: t["hosts"]["node1"] for t in out["plays"][0]["tasks"]}
+    return out["stats"]["node1"], tasks
+
+
+def curl(lab, url, ns="cli", times=6):
+    seen = []
+    for _ in range(times):
+        proc = sh("curl", "-s", "-m", "3", "-o", "/dev/stdout", "-w", "%{http_code}", url, ns=lab[ns], check=False)
+        seen.append(proc.stdout.strip())
+    return seen
+
+
+def test_mesh_answers_and_converges(lab):
+    web = {"web": ["10.20.50.5", "10.20.60.5"]}
+    stats, tasks = converge(lab, web)
+    assert stats["failures"] == 0 and stats["changed"] == 1, tasks
+    # Published port through the node, from a client namespace: both backends answer, HTTP 200.
+    answers = curl(lab, "http://192.168.77.1:8080/")
+    assert all(a.endswith("200") for a in answers), answers
+    assert {a.split()[0] for a in answers} == {"srv1", "srv2"}
+    # The VIP, and a port published from the node itself (output hook).
+    assert {a.split()[0] for a in curl(lab, "http://10.20.255.10:80/")} == {"srv1", "srv2"}
+    assert {a.split()[0] for a in curl(lab, "http://192.168.77.1:8081/", ns="node")} == {"srv1"}
+    # VIPs sit on the shim as /32s; the ARP guard is bound to the VXLAN device.
+    addrs = sh("ip", "-br", "addr", "show", "dev", "sf-appnet-h", ns=lab["node"]).stdout
+    assert "10.20.255.10/32" in addrs and "10.20.255.11/32" in addrs
+    guard = sh("nft", "list", "table", "netdev", "swarmfabric_mesh_arp", ns=lab["node"]).stdout
+    assert 'device "sf-appnet" priority filter' in guard, guard
+    assert all(a in guard for a in ("10.20.0.1", "10.20.255.10", "10.20.255.11")), guard
+
+    stats, _ = converge(lab, web)
+    assert stats["changed"] == 0
+
+    # One backend goes away: a small delta, then only srv1 answers, then a no-op.
+    before = ruleset(lab["node"])
+    stats, tasks = converge(lab, {"web": ["10.20.50.5"]}, check=True)
+    assert stats["changed"] == 1 and ruleset(lab["node"]) == before
+    stats, tasks = converge(lab, {"web": ["10.20.50.5"]})
+    result = next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
+    assert result["actions"] == ["replaced the 2 rules of chain svc-web-tcp-80"]
+    assert {a.split()[0] for a in curl(lab, "http://192.168.77.1:8080/")} == {"srv1"}
+    assert converge(lab, {"web": ["10.20.50.5"]})[0]["changed"] == 0
+
+
+def test_bad_input_fails_before_the_kernel(lab):
+    converge(lab, {"web": ["10.20.50.5"]})
+    before = ruleset(lab["node"])
+    stats, _ = converge(lab, {"web": ["10.20.50.999"]})
+    assert stats["failures"] == 1
+    assert ruleset(lab["node"]) == before
