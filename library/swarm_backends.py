@@ -7,13 +7,14 @@ DOCUMENTATION = r"""
 module: swarm_backends
 short_description: Read the fabric addresses of the running tasks of swarm services
 description:
-  - Read-only. Asks a manager's Engine API for the services and their tasks
-    (two requests in all) and returns, per service, the addresses of its
-    tasks that are running, taken from the tasks' network attachments and
-    kept only where they lie in the service's overlay subnet.
-  - The routing mesh (roles/mesh) renders these as backends, so the mesh
-    follows scaling and rescheduling on every run of playbooks/mesh.yml.
-  - Run it on a manager; workers cannot list tasks.
+  - Read-only. Lists this node's running swarm task containers with one
+    Engine API request and returns, per service, their addresses that lie in
+    the service's overlay subnet.
+  - It runs on every node, because Docker records no address in a task's
+    network attachments for a swarm-scope macvlan network (its IPAM is local
+    to each node, from the config-only network); only the node that runs a
+    task knows its address. playbooks/mesh.yml merges the answers of all
+    nodes, so the mesh follows scaling and rescheduling on every run.
 author: Swarmfabric contributors
 options:
   services:
@@ -41,7 +42,7 @@ attributes:
     support: full
     description: Never changes anything.
 requirements:
-  - A swarm manager with the Docker Engine API on a unix socket
+  - A swarm node with the Docker Engine API on a unix socket
 """
 
 EXAMPLES = r"""
@@ -49,8 +50,6 @@ EXAMPLES = r"""
   swarm_backends:
     services: {web: 10.20.0.0/16}
   register: backends
-  run_once: true
-  delegate_to: "{{ swarmfabric_plan.first_manager }}"
 """
 
 RETURN = r"""
@@ -59,14 +58,10 @@ changed:
   returned: always
   type: bool
 backends:
-  description: Service name to the sorted addresses of its running tasks.
+  description: Service name to the sorted addresses of its running tasks on this node.
   returned: always
   type: dict
   sample: {web: [10.20.17.2, 10.20.42.2]}
-tasks:
-  description: Service name to its running tasks, with the node id and the address (or null when none was found).
-  returned: always
-  type: dict
 actions:
   description: Always empty (read-only module).
   returned: always
@@ -79,33 +74,23 @@ import ipaddress
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
 
-
-def task_address(task, subnet):
-    """The task's address inside `subnet`, from its network attachments."""
-    for attachment in task.get("NetworksAttachments") or []:
-        for cidr in attachment.get("Addresses") or []:
-            address = ipaddress.IPv4Interface(cidr).ip
-            if address in subnet:
-                return str(address)
-    return None
+SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
-def running_backends(services, tasks, wanted, prefix):
-    """Pure: (backends, tasks-by-service) from the API's /services and /tasks answers."""
-    names = {s["ID"]: s["Spec"]["Name"] for s in services}
-    backends = {name: [] for name in wanted}
-    found = {name: [] for name in wanted}
-    for task in tasks:
-        docker_name = names.get(task.get("ServiceID"), "")
+def local_backends(containers, wanted, prefix):
+    """Pure: service name -> sorted addresses, from the API's /containers/json answer."""
+    subnets = {name: ipaddress.IPv4Network(cidr) for name, cidr in wanted.items()}
+    backends = {name: set() for name in wanted}
+    for container in containers:
+        docker_name = (container.get("Labels") or {}).get(SERVICE_LABEL, "")
         name = docker_name[len(prefix):] if docker_name.startswith(prefix) else None
-        if name not in wanted or (task.get("Status") or {}).get("State") != "running":
+        if name not in subnets or container.get("State") != "running":
             continue
-        address = task_address(task, ipaddress.IPv4Network(wanted[name]))
-        found[name].append({"id": task["ID"], "node": task.get("NodeID"), "address": address})
-        if address:
-            backends[name].append(address)
-    backends = {name: sorted(set(ips), key=ipaddress.IPv4Address) for name, ips in backends.items()}
-    return backends, found
+        for network in ((container.get("NetworkSettings") or {}).get("Networks") or {}).values():
+            address = network.get("IPAddress")
+            if address and ipaddress.IPv4Address(address) in subnets[name]:
+                backends[name].add(address)
+    return {name: sorted(ips, key=ipaddress.IPv4Address) for name, ips in backends.items()}
 
 
 def main():
@@ -119,15 +104,11 @@ def main():
     )
     api = DockerAPI(socket_path=module.params["socket"])
     try:
-        services = api.get("/services")
-        tasks = api.get("/tasks", query={"filters": {"desired-state": ["running"]}})
+        containers = api.get("/containers/json", query={"filters": {"label": [SERVICE_LABEL]}})
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot read the swarm tasks: {exc}")
-    backends, found = running_backends(services, tasks, module.params["services"], module.params["name_prefix"])
-    missing = [t["id"] for ts in found.values() for t in ts if t["address"] is None]
-    if missing:
-        module.warn(f"running tasks without an address on their overlay: {', '.join(sorted(missing))}")
-    module.exit_json(changed=False, backends=backends, tasks=found, actions=[])
+        module.fail_json(msg=f"Cannot read the local swarm tasks: {exc}")
+    backends = local_backends(containers, module.params["services"], module.params["name_prefix"])
+    module.exit_json(changed=False, backends=backends, actions=[])
 
 
 if __name__ == "__main__":

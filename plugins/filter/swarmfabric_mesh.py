@@ -15,7 +15,7 @@ if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
 from swarmfabric.plan import plain
-from swarmfabric.ruleset import backend_subnets, mesh_view
+from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
 
 
 def swarm_mesh_view(plan, host, backends=None):
@@ -31,6 +31,12 @@ def swarm_mesh_subnets(plan):
     return backend_subnets(plain(plan))
 
 
+def swarm_mesh_merge(per_node):
+    """Merge the swarm_backends answers of all nodes into one map."""
+    return merge_backends(plain(per_node))
+
+
 class FilterModule:
     def filters(self):
-        return {'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets}
+        return {'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets,
+                'swarm_mesh_merge': swarm_mesh_merge}

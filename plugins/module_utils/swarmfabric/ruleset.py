@@ -115,6 +115,15 @@ def backend_subnets(plan):
 
 # --- IPVS --------------------------------------------------------------
 
+def merge_backends(per_node):
+    """One service -> addresses map from every node's local answer (swarm_backends)."""
+    merged = {}
+    for answer in per_node:
+        for name, addresses in (answer or {}).items():
+            merged.setdefault(name, set()).update(addresses)
+    return {name: sorted(ips, key=ipaddress.IPv4Address) for name, ips in sorted(merged.items())}
+
+
 def ours(mark):
     return mark & FWMARK_MASK == FWMARK_TOP
 
