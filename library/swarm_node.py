@@ -1,0 +1,413 @@
+#!/usr/bin/python
+"""Ansible module: the swarm membership of the host it runs on."""
+
+DOCUMENTATION = r"""
+---
+module: swarm_node
+short_description: Swarm membership of this host (init, join, leave, repair, unlock)
+description:
+  - Reads the local Docker Engine's swarm state over its unix socket, compares it with the
+    desired membership and applies the difference. Standard library only; no docker SDK.
+  - C(state=present) with C(init=true) creates a swarm when the host is in none, labelled with
+    O(name) so that a later run recognises it. Otherwise the host joins through O(remote_addrs)
+    with O(join_token).
+  - A host already in a B(different) swarm (another cluster id, or a swarm without our name) is
+    an error that names both, never C(ok). A host left half-joined (C(pending) or C(error)) is
+    made to leave and joins again. A locked manager is unlocked with O(unlock_key).
+  - Role changes of a host that is already a member are the job of M(swarm_cluster); this
+    module only checks that a fresh join gave the requested O(role).
+  - C(state=query) reads the state and changes nothing.
+version_added: "1.0.0"
+author: Swarmfabric
+options:
+  state:
+    description: Desired membership, or C(query) to only read it.
+    type: str
+    choices: [present, absent, query]
+    default: present
+  name:
+    description:
+      - Name of the swarm (the description's C(swarm.name)). Stored as the swarm label
+        C(io.swarmfabric.name) at init; a manager in a swarm without this label is in a different swarm.
+    type: str
+  init:
+    description: Create the swarm if this host is in none. Only for the first manager.
+    type: bool
+    default: false
+  role:
+    description: Role the host must have after a join (the join token decides it).
+    type: str
+    choices: [manager, worker]
+    default: worker
+  advertise_addr:
+    description: Address advertised to the other nodes. Used at init and join only.
+    type: str
+  listen_addr:
+    description: Listen address for swarm management traffic. Used at init and join only.
+    type: str
+    default: 0.0.0.0:2377
+  remote_addrs:
+    description: Addresses (host:port) of live managers to join through.
+    type: list
+    elements: str
+    default: []
+  join_token:
+    description: Join token fetched from a live manager. Secret.
+    type: str
+  cluster_id:
+    description: Id of the swarm this host must be in. A host in another swarm is an error.
+    type: str
+  autolock:
+    description:
+      - Whether managers encrypt their raft keys at rest (autolock). Set at init, and
+        reconciled when the host is a manager and this option is given.
+    type: bool
+  unlock_key:
+    description: Key that unlocks a locked manager (keep it in a vault). Secret.
+    type: str
+  force:
+    description: With C(state=absent), leave even if this removes a manager from a live swarm.
+    type: bool
+    default: false
+  return_tokens:
+    description:
+      - On a manager, return the join tokens and the unlock key. The task must set C(no_log).
+    type: bool
+    default: false
+  socket:
+    description: Path of the Docker Engine API socket.
+    type: path
+    default: /var/run/docker.sock
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+notes:
+  - O(advertise_addr), O(listen_addr) and O(autolock) at creation are only used when the host
+    initialises or joins; the module never moves a member to another address.
+seealso:
+  - module: swarm_cluster
+  - module: swarm_service
+"""
+
+EXAMPLES = r"""
+- name: First manager creates the swarm
+  swarm_node:
+    name: lab
+    init: true
+    role: manager
+    advertise_addr: 172.30.0.11
+
+- name: Read a live manager's tokens (never printed)
+  swarm_node:
+    state: query
+    return_tokens: true
+  no_log: true
+  register: tokens
+
+- name: Join as worker
+  swarm_node:
+    role: worker
+    remote_addrs: ["172.30.0.11:2377"]
+    join_token: "{{ tokens.join_tokens.worker }}"
+    cluster_id: "{{ tokens.cluster_id }}"
+    advertise_addr: 172.30.0.14
+
+- name: Unlock a locked manager
+  swarm_node:
+    unlock_key: "{{ vault_swarm_unlock_key }}"
+"""
+
+RETURN = r"""
+node_state:
+  description: Local swarm state after the run (inactive, pending, active, error, locked).
+  returned: always
+  type: str
+node_id:
+  description: This host's swarm node id, empty when not a member.
+  returned: always
+  type: str
+cluster_id:
+  description: Id of the swarm this host is in, empty when not a member.
+  returned: always
+  type: str
+is_manager:
+  description: Whether this host is a reachable manager.
+  returned: always
+  type: bool
+swarm_name:
+  description: The swarm's C(io.swarmfabric.name) label (readable on managers only).
+  returned: always
+  type: str
+manager_addr:
+  description: This host's manager address (host:port) when it is a manager.
+  returned: always
+  type: str
+join_tokens:
+  description: Worker and manager join tokens. Secret.
+  returned: when return_tokens is true and the host is a manager
+  type: dict
+  sample: {worker: SWMTKN-1-..., manager: SWMTKN-1-...}
+unlock_key:
+  description: The swarm's unlock key when autolock is on. Secret.
+  returned: when return_tokens is true and the host is a manager
+  type: str
+actions:
+  description: What was done (or would be done in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["joined swarm 3f2a... as worker"]
+"""
+
+import os
+import ssl
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+
+NAME_LABEL = "io.swarmfabric.name"
+HALF_JOINED = ("pending", "error")
+
+
+def cert_cluster_id(root_dir):
+    """Cluster id from the node certificate's O= (workers can't read it over the API)."""
+    path = os.path.join(root_dir or "/var/lib/docker", "swarm", "certificates", "swarm-node.crt")
+    try:
+        decoded = ssl._ssl._test_decode_cert(path)
+    except (OSError, ssl.SSLError, AttributeError):
+        return ""
+    for rdn in decoded.get("subject", ()):
+        for key, value in rdn:
+            if key == "organizationName":
+                return value
+    return ""
+
+
+def read_state(api):
+    info = api.get("/info")
+    swarm = info.get("Swarm") or {}
+    state = {
+        "node_state": swarm.get("LocalNodeState") or "inactive",
+        "node_id": swarm.get("NodeID") or "",
+        "cluster_id": (swarm.get("Cluster") or {}).get("ID") or "",
+        "is_manager": bool(swarm.get("ControlAvailable")),
+        "swarm_name": "",
+        "manager_addr": "",
+        "error": swarm.get("Error") or "",
+    }
+    if state["node_state"] in ("active", "locked") and not state["cluster_id"]:
+        state["cluster_id"] = cert_cluster_id(info.get("DockerRootDir"))
+    if state["is_manager"]:
+        spec = api.get("/swarm").get("Spec") or {}
+        state["swarm_name"] = (spec.get("Labels") or {}).get(NAME_LABEL, "")
+        node = api.get(f"/nodes/{state['node_id']}")
+        state["manager_addr"] = (node.get("ManagerStatus") or {}).get("Addr", "")
+    return state
+
+
+def role_of(state):
+    if state["node_state"] != "active":
+        return ""
+    return "manager" if state["is_manager"] else "worker"
+
+
+def init_body(params):
+    body = {
+        "ListenAddr": params["listen_addr"],
+        "Spec": {"Labels": {NAME_LABEL: params["name"]}},
+    }
+    if params["advertise_addr"]:
+        body["AdvertiseAddr"] = params["advertise_addr"]
+    if params["autolock"] is not None:
+        body["Spec"]["EncryptionConfig"] = {"AutoLockManagers": params["autolock"]}
+    return body
+
+
+def join_body(params):
+    body = {
+        "ListenAddr": params["listen_addr"],
+        "RemoteAddrs": params["remote_addrs"],
+        "JoinToken": params["join_token"],
+    }
+    if params["advertise_addr"]:
+        body["AdvertiseAddr"] = params["advertise_addr"]
+    return body
+
+
+def foreign_swarm_error(params, state):
+    """Message when the host is in a swarm that is not ours, else None."""
+    expected = params["cluster_id"]
+    if expected and state["cluster_id"] != expected:
+        return (
+            f"Cannot join swarm {expected}: this host is already in a different swarm "
+            f"{state['cluster_id'] or '(unknown id)'}; make it leave that swarm first (docker swarm leave --force)"
+        )
+    if params["init"] and params["name"] and state["is_manager"] and state["swarm_name"] != params["name"]:
+        return (
+            f"Cannot set up swarm {params['name']!r}: this host is already a manager of a different swarm "
+            f"{state['cluster_id']} (named {state['swarm_name'] or 'nothing'}, not {params['name']!r}); "
+            "make it leave that swarm first (docker swarm leave --force)"
+        )
+    return None
+
+
+class Membership:
+    def __init__(self, module, api):
+        self.module = module
+        self.api = api
+        self.params = module.params
+        self.actions = []
+        self.state = read_state(api)
+        self.before = self.summary()
+
+    def summary(self):
+        return {"state": self.state["node_state"], "cluster_id": self.state["cluster_id"], "role": role_of(self.state)}
+
+    def act(self, text, method, path, body=None, query=None):
+        self.actions.append(text)
+        if self.module.check_mode:
+            return None
+        result = self.api.request(method, path, body=body, query=query)
+        self.state = read_state(self.api)
+        return result
+
+    def unlock(self):
+        if self.state["node_state"] != "locked":
+            return
+        if not self.params["unlock_key"]:
+            self.module.fail_json(
+                msg="Cannot manage swarm membership: this manager is locked (autolock is on) and no unlock_key "
+                "was given; pass the swarm's unlock key from the vault",
+                actions=self.actions,
+            )
+        self.act("unlocked manager", "POST", "/swarm/unlock", body={"UnlockKey": self.params["unlock_key"]})
+        if self.module.check_mode:
+            self.state["node_state"] = "active"
+
+    def repair(self):
+        if self.state["node_state"] not in HALF_JOINED:
+            return
+        cause = f" ({self.state['error']})" if self.state["error"] else ""
+        self.act(
+            f"left half-joined swarm (state {self.state['node_state']}{cause})",
+            "POST", "/swarm/leave", query={"force": True},
+        )
+        if self.module.check_mode:
+            self.state.update(node_state="inactive", cluster_id="", is_manager=False)
+
+    def create_or_join(self):
+        params = self.params
+        if params["init"]:
+            if not params["name"]:
+                self.module.fail_json(msg="Cannot create swarm: option name is required with init")
+            self.act(f"initialised swarm {params['name']!r} advertising {params['advertise_addr'] or 'default'}",
+                     "POST", "/swarm/init", body=init_body(params))
+            return
+        if not self.module.check_mode and (not params["join_token"] or not params["remote_addrs"]):
+            self.module.fail_json(
+                msg="Cannot join swarm: no live manager to join through (remote_addrs and join_token are empty); "
+                "is the first manager up?",
+                actions=self.actions,
+            )
+        target = params["cluster_id"] or "via " + (",".join(params["remote_addrs"]) or "a manager")
+        self.act(f"joined swarm {target} as {params['role']}", "POST", "/swarm/join", body=join_body(params))
+        if not self.module.check_mode and role_of(self.state) != params["role"]:
+            self.module.fail_json(
+                msg=f"Cannot join swarm as {params['role']}: the host joined as {role_of(self.state) or 'nothing'}; "
+                "was the join token for the other role?",
+                actions=self.actions,
+            )
+
+    def reconcile_autolock(self):
+        if self.params["autolock"] is None or not self.state["is_manager"]:
+            return
+        swarm = self.api.get("/swarm")
+        spec = swarm.get("Spec") or {}
+        current = bool((spec.get("EncryptionConfig") or {}).get("AutoLockManagers"))
+        if current == self.params["autolock"]:
+            return
+        spec.setdefault("EncryptionConfig", {})["AutoLockManagers"] = self.params["autolock"]
+        self.act(
+            "turned autolock " + ("on" if self.params["autolock"] else "off"),
+            "POST", "/swarm/update", body=spec, query={"version": swarm["Version"]["Index"]},
+        )
+
+    def present(self):
+        self.unlock()
+        self.repair()
+        if self.state["node_state"] == "active":
+            message = foreign_swarm_error(self.params, self.state)
+            if message:
+                self.module.fail_json(msg=message, cluster_id=self.state["cluster_id"], actions=self.actions)
+        elif self.state["node_state"] == "inactive":
+            self.create_or_join()
+        self.reconcile_autolock()
+        if self.module.check_mode and self.actions and self.state["node_state"] == "inactive":
+            self.state.update(node_state="active", cluster_id=self.params["cluster_id"] or "",
+                              is_manager=self.params["role"] == "manager")
+
+    def absent(self):
+        if self.state["node_state"] == "inactive":
+            return
+        self.act(f"left swarm {self.state['cluster_id'] or ''}".rstrip(), "POST", "/swarm/leave",
+                 query={"force": self.params["force"] or self.state["node_state"] != "active"})
+        if self.module.check_mode:
+            self.state.update(node_state="inactive", cluster_id="", is_manager=False)
+
+    def tokens(self):
+        if not (self.params["return_tokens"] and self.state["is_manager"]):
+            return {}
+        swarm = self.api.get("/swarm")
+        tokens = swarm.get("JoinTokens") or {}
+        key = (self.api.get("/swarm/unlockkey") or {}).get("UnlockKey", "")
+        return {"join_tokens": {"worker": tokens.get("Worker", ""), "manager": tokens.get("Manager", "")},
+                "unlock_key": key}
+
+    def result(self):
+        out = {key: value for key, value in self.state.items() if key != "error"}
+        out.update(changed=bool(self.actions), actions=self.actions)
+        if self.module._diff:
+            out["diff"] = {"before": self.before, "after": self.summary()}
+        out.update(self.tokens())
+        return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["present", "absent", "query"], "default": "present"},
+            "name": {"type": "str"},
+            "init": {"type": "bool", "default": False},
+            "role": {"type": "str", "choices": ["manager", "worker"], "default": "worker"},
+            "advertise_addr": {"type": "str"},
+            "listen_addr": {"type": "str", "default": "0.0.0.0:2377"},
+            "remote_addrs": {"type": "list", "elements": "str", "default": []},
+            "join_token": {"type": "str", "no_log": True},
+            "cluster_id": {"type": "str"},
+            "autolock": {"type": "bool"},
+            "unlock_key": {"type": "str", "no_log": True},
+            "force": {"type": "bool", "default": False},
+            "return_tokens": {"type": "bool", "default": False},
+            "socket": {"type": "path", "default": "/var/run/docker.sock"},
+        },
+        required_if=[("init", True, ("name",))],
+        supports_check_mode=True,
+    )
+    action = {"present": "manage swarm membership", "absent": "leave swarm", "query": "read swarm state"}
+    try:
+        membership = Membership(module, DockerAPI(module.params["socket"]))
+        if module.params["state"] == "present":
+            membership.present()
+        elif module.params["state"] == "absent":
+            membership.absent()
+        module.exit_json(**membership.result())
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"Cannot {action[module.params['state']]}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

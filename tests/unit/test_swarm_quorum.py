@@ -1,0 +1,98 @@
+"""Quorum planning of swarm_cluster: pure logic, no daemon."""
+
+import importlib.util
+import pathlib
+
+import ansible.module_utils as amu
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load(name):
+    """Import a library module; its `ansible.module_utils.swarmfabric` import resolves to the repo."""
+    if str(REPO / "plugins" / "module_utils") not in amu.__path__:
+        amu.__path__.append(str(REPO / "plugins" / "module_utils"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "library" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cluster = load("swarm_cluster")
+
+
+def ids(count, prefix="m"):
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def test_five_to_one_is_refused_with_the_safe_path():
+    with pytest.raises(cluster.QuorumError, match=r"5 managers to 1.*safe path.*5 -> 3 -> 1"):
+        cluster.plan_managers(ids(5), ids(5), ["m0"])
+
+
+@pytest.mark.parametrize(("now", "final"), [(5, 3), (3, 1), (3, 3), (1, 3), (3, 5)])
+def test_one_level_at_a_time_is_allowed(now, final):
+    desired = ids(final, "n") if final > now else ids(final)
+    promote, demote = cluster.plan_managers(ids(now), ids(now), desired)
+    assert len(ids(now)) + len(promote) - len(demote) == final
+
+
+def test_promotions_come_before_demotions_and_self_is_demoted_last():
+    promote, demote = cluster.plan_managers(["a", "b", "c"], ["a", "b", "c"], ["c", "d", "e"], self_id="a")
+    assert promote == ["d", "e"]
+    assert demote == ["b", "a"]
+
+
+def test_unreachable_managers_are_demoted_first():
+    _, demote = cluster.plan_managers(["a", "b", "c", "d", "e"], ["a", "b", "c", "e"], ["a", "b", "c"])
+    assert demote == ["d", "e"]
+
+
+def test_lost_quorum_is_refused():
+    with pytest.raises(cluster.QuorumError, match="lost quorum"):
+        cluster.plan_managers(["a", "b", "c"], ["a"], ["a", "b", "c"])
+
+
+def test_no_manager_left_is_refused():
+    with pytest.raises(cluster.QuorumError, match="without a manager"):
+        cluster.plan_managers(["a"], ["a"], [])
+
+
+@given(
+    now=st.integers(1, 7),
+    reachable=st.integers(0, 7),
+    keep=st.integers(0, 7),
+    new=st.integers(0, 4),
+)
+def test_every_accepted_plan_keeps_a_reachable_majority(now, reachable, keep, new):
+    current = ids(now)
+    alive = current[: min(reachable, now)]
+    desired = current[: min(keep, now)] + ids(new, "n")
+    try:
+        promote, demote = cluster.plan_managers(current, alive, desired)
+    except cluster.QuorumError:
+        return
+    count, up = now + len(promote), len(alive) + len(promote)
+    for node in demote:
+        count -= 1
+        up -= node in alive
+        assert up >= count // 2 + 1
+    assert cluster.tolerance(now) - cluster.tolerance(count) <= 1
+
+
+def test_nodes_are_matched_by_id_then_address_then_hostname_preferring_ready():
+    live = [
+        {"ID": "x1", "Status": {"Addr": "10.0.0.1", "State": "down"}, "Description": {"Hostname": "h1"}},
+        {"ID": "x2", "Status": {"Addr": "10.0.0.1", "State": "ready"}, "Description": {"Hostname": "h1"}},
+        {"ID": "x3", "Status": {"Addr": "10.0.0.3", "State": "ready"}, "Description": {"Hostname": "n3"}},
+        {"ID": "x4", "Status": {"Addr": "10.0.0.4", "State": "ready"}, "Description": {"Hostname": "old"}},
+    ]
+    matched, undesired = cluster.match_nodes(
+        [{"name": "n1", "addr": "10.0.0.1"}, {"name": "n3", "addr": "10.9.9.9"}, {"name": "n4", "node_id": "x4"}],
+        live,
+    )
+    assert {name: node["ID"] for name, node in matched.items()} == {"n1": "x2", "n3": "x3", "n4": "x4"}
+    assert [node["ID"] for node in undesired] == ["x1"]
