@@ -264,3 +264,18 @@ def test_a_thousand_nodes_plan_fast():
     assert len(views[0]['overlays'][0]['peers']) == 999
     assert 'members' not in views[0]['overlays'][0] and 'services' not in views[0]
     assert elapsed < 10, elapsed
+
+
+def test_services_resolve_the_vips_of_services_sharing_an_overlay():
+    services = {
+        'web': {'image': 'i', 'overlays': ['appnet']},
+        'api': {'image': 'i', 'overlays': ['appnet'], 'vip': '10.0.255.7'},
+        'db': {'image': 'i', 'overlays': ['appnet'], 'endpoint_mode': 'dnsrr'},
+        'lone': {'image': 'i'},
+    }
+    plan = build_plan(describe(['m1'], services=services), underlays(['m1']))
+    web_vip = plan['services']['web']['vip']
+    expected = ['api:10.0.255.7', f'web:{web_vip}']
+    assert plan['services']['web']['hosts'] == expected
+    assert plan['services']['db']['hosts'] == expected  # dnsrr: no VIP of its own, but resolves the others
+    assert plan['services']['lone']['hosts'] == []

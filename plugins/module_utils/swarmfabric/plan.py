@@ -297,6 +297,14 @@ def build_plan(swarm, hostvars):
             services[name]['vip'] = vip
     if errors:
         raise PlanError(errors)
+    # Discovery by name: a service resolves every VIP service that shares one
+    # of its overlays through hosts entries (Docker gives macvlan services no VIP).
+    for service in services.values():
+        service['hosts'] = [
+            f'{other}:{peer["vip"]}'
+            for other, peer in sorted(services.items())
+            if peer['vip'] and set(peer['overlays']) & set(service['overlays'])
+        ]
 
     first_overlay = next(iter(overlays.values()), None)
     nodes = {}
