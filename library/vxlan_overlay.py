@@ -1,0 +1,350 @@
+#!/usr/bin/python
+# Copyright: Swarmfabric contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: vxlan_overlay
+short_description: One host's side of a unicast VXLAN overlay, with its macvlan shim
+description:
+  - Creates a VXLAN device with the overlay's VNI, UDP port and local underlay
+    address, learning off and no multicast group. Every peer gets one unicast
+    flood entry C(00:00:00:00:00:00 dst <peer>) in the device's FDB; entries
+    for peers no longer listed are removed.
+  - Creates a macvlan shim (mode bridge, parent the VXLAN device) holding the
+    host's own overlay address and the anycast gateway, so the host reaches
+    the tasks that Docker's macvlan network puts on the same parent.
+  - Reads the live state once with C(ip -j -d link), C(ip -j addr) and
+    C(bridge -j fdb), then applies only the difference.
+  - With O(encrypted=true) the kernel is probed first (vxlan, xfrm, esp4,
+    C(rfc4106(gcm(aes))), nftables secpath match, each in a throwaway network
+    namespace). If anything is missing the module fails before changing
+    anything, naming what is missing. The SAs themselves are M(xfrm_tunnel)'s job.
+  - Before creating the device, VNIs of Docker's own overlay networks (read
+    from the Engine API when its socket exists) and of other VXLAN devices on
+    the host are checked for a collision.
+author: Swarmfabric contributors
+options:
+  name:
+    description: Overlay name, used in messages.
+    type: str
+    required: true
+  device:
+    description: Name of the VXLAN device, for example C(sf-appnet).
+    type: str
+    required: true
+  shim:
+    description: Name of the macvlan shim. Defaults to O(device) with C(-h) appended.
+    type: str
+  vni:
+    description: VXLAN network identifier. Changing it recreates the device.
+    type: int
+  port:
+    description: UDP destination port. Changing it recreates the device.
+    type: int
+    default: 4789
+  local:
+    description: This host's underlay IPv4 address, the VXLAN source. Changing it recreates the device.
+    type: str
+  peers:
+    description: Underlay IPv4 addresses of the other hosts on this overlay.
+    type: list
+    elements: str
+    default: []
+  mtu:
+    description:
+      - C(auto) derives the MTU from the MTU of the underlay device that holds
+        O(local) (minus 50 for VXLAN, minus ESP overhead when O(encrypted)), or an integer.
+    type: raw
+    default: auto
+  encrypted:
+    description: Whether the overlay is encrypted; decides the MTU overhead and triggers the capability probe.
+    type: bool
+    default: false
+  address:
+    description: The host's own overlay address (no prefix length), put on the shim.
+    type: str
+  gateway:
+    description: The overlay's anycast gateway address, put on every host's shim.
+    type: str
+  prefixlen:
+    description: Prefix length of the overlay subnet.
+    type: int
+  docker_socket:
+    description: Engine API socket used for the VNI collision check; skipped when it does not exist.
+    type: path
+    default: /var/run/docker.sock
+  state:
+    description: Whether the overlay device (and its shim) exists.
+    type: str
+    default: present
+    choices: [present, absent]
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    description: Before and after show device settings, FDB peers and shim addresses.
+  idempotent:
+    support: full
+notes:
+  - Run the module once per overlay per host; it makes all FDB changes in that one call.
+requirements:
+  - iproute2 (ip, bridge) and util-linux (unshare) on the managed host
+"""
+
+EXAMPLES = r"""
+- name: Overlay appnet on this host
+  vxlan_overlay:
+    name: appnet
+    device: sf-appnet
+    vni: 300
+    port: 4789
+    local: 172.30.0.11
+    peers: [172.30.0.12, 172.30.0.13]
+    mtu: auto
+    address: 10.20.17.1
+    gateway: 10.20.0.1
+    prefixlen: 16
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was (or, in check mode, would be) changed.
+  returned: always
+  type: bool
+actions:
+  description: What was (or would be) done, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create vxlan sf-appnet vni 300 port 4789", "add fdb peer 172.30.0.12"]
+overlay:
+  description: The desired state of the device after the run.
+  returned: when state is present
+  type: dict
+  sample: {device: sf-appnet, vni: 300, port: 4789, local: 172.30.0.11, mtu: 1450, peers: [172.30.0.12],
+           shim: sf-appnet-h, addresses: [10.20.0.1/16, 10.20.17.1/16]}
+diff:
+  description: Before and after, when diff mode is on.
+  returned: when diff mode is on
+  type: dict
+"""
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric import iproute
+from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities
+from ansible.module_utils.swarmfabric.mtu import resolve_mtu
+
+DOCKER_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
+
+
+def read_live(run, device, shim):
+    links = {link["ifname"]: link for link in run.json(iproute.link_show_argv())}
+    addrs = {entry["ifname"]: entry for entry in run.json(["ip", "-j", "addr", "show"])}
+    fdb = run.json(iproute.fdb_show_argv(device)) if device in links else []
+    return links, addrs, fdb
+
+
+def underlay_mtu(links, addrs, local):
+    for name, entry in addrs.items():
+        if any(a.get("local") == local for a in entry.get("addr_info", [])):
+            return name, links[name]["mtu"]
+    return None, None
+
+
+def vni_users(links, device, vni, port):
+    """Other VXLAN devices on this host with the same VNI and port."""
+    return sorted(
+        name for name, link in links.items()
+        if name != device and (iproute.vxlan_info(link) or {}).get("vni") == vni
+        and (iproute.vxlan_info(link) or {}).get("port") == port
+    )
+
+
+def docker_vni_users(socket_path, vni):
+    if not os.path.exists(socket_path):
+        return []
+    networks = DockerAPI(socket_path).get("/networks", query={"filters": {"driver": ["overlay"]}}) or []
+    users = []
+    for net in networks:
+        vnis = (net.get("Options") or {}).get(DOCKER_VNI_OPTION, "")
+        if str(vni) in [v.strip() for v in vnis.split(",")]:
+            users.append(net.get("Name"))
+    return sorted(users)
+
+
+def device_state(link, mtu=None):
+    if link is None:
+        return None
+    info = iproute.vxlan_info(link) or {}
+    return {
+        "kind": "vxlan" if info else (link.get("linkinfo") or {}).get("info_kind"),
+        "vni": info.get("vni"), "port": info.get("port"), "local": info.get("local"),
+        "learning": info.get("learning"), "group": info.get("group"),
+        "mtu": link.get("mtu") if mtu is None else mtu, "up": "UP" in link.get("flags", []),
+    }
+
+
+def plan_changes(p, live_links, live_addrs, live_fdb, mtu):
+    """(actions, commands) to take the live state to the desired one, in order."""
+    device, shim = p["device"], p["shim"]
+    actions, cmds = [], []
+    cur = device_state(live_links.get(device))
+    want = {"kind": "vxlan", "vni": p["vni"], "port": p["port"], "local": p["local"], "learning": False,
+            "group": None}
+    recreate = cur is not None and any(cur[k] != v for k, v in want.items())
+    if cur is None or recreate:
+        if recreate:
+            actions.append(f"recreate {device}: {', '.join(k for k, v in want.items() if cur[k] != v)} changed")
+            cmds.append(iproute.link_del_argv(device))
+        actions.append(f"create vxlan {device} vni {p['vni']} port {p['port']} local {p['local']} mtu {mtu}")
+        cmds.append(iproute.vxlan_add_argv(device, p["vni"], p["port"], p["local"], mtu))
+        cmds.append(iproute.link_set_argv(device, up=True))
+        live_peers = []
+    else:
+        if cur["mtu"] != mtu or not cur["up"]:
+            actions.append(f"set {device} mtu {mtu} up")
+            cmds.append(iproute.link_set_argv(device, mtu=mtu, up=True))
+        live_peers = iproute.fdb_peers(live_fdb)
+    for peer in sorted(set(p["peers"]) - set(live_peers)):
+        actions.append(f"add fdb peer {peer}")
+        cmds.append(iproute.fdb_argv("append", device, peer))
+    for peer in sorted(set(live_peers) - set(p["peers"])):
+        actions.append(f"remove fdb peer {peer}")
+        cmds.append(iproute.fdb_argv("del", device, peer))
+
+    if not p["addresses"]:
+        return actions, cmds
+    shim_link = live_links.get(shim)
+    mac = iproute.macvlan_info(shim_link) if shim_link else None
+    shim_fresh = cur is None or recreate or mac is None or mac != {"mode": "bridge", "parent": device}
+    if shim_fresh:
+        # Deleting the VXLAN device already took a shim that hangs off it.
+        if shim_link is not None and not (recreate and mac and mac["parent"] == device):
+            cmds.append(iproute.link_del_argv(shim))
+        actions.append(f"create macvlan shim {shim} on {device}")
+        cmds.append(iproute.macvlan_add_argv(shim, device, mtu))
+        cmds.append(iproute.link_set_argv(shim, up=True))
+        live_cidrs = []
+    else:
+        if shim_link["mtu"] != mtu or "UP" not in shim_link.get("flags", []):
+            actions.append(f"set {shim} mtu {mtu} up")
+            cmds.append(iproute.link_set_argv(shim, mtu=mtu, up=True))
+        live_cidrs = iproute.ipv4_addresses(live_addrs.get(shim, {}))
+    # The host address must be the primary one: it is the source of the
+    # host's own packets, while the anycast gateway exists on every host.
+    kept = [c for c in live_cidrs if c in p["addresses"]]
+    if kept != p["addresses"][: len(kept)]:
+        kept = []
+    for cidr in live_cidrs:
+        if cidr not in kept:
+            actions.append(f"remove address {cidr} from {shim}")
+            cmds.append(iproute.addr_argv("del", shim, cidr))
+    for cidr in p["addresses"]:
+        if cidr not in kept:
+            actions.append(f"add address {cidr} on {shim}")
+            cmds.append(iproute.addr_argv("add", shim, cidr))
+    return actions, cmds
+
+
+def snapshot(link, fdb, shim_addrs):
+    if link is None:
+        return {}
+    state = device_state(link)
+    state["peers"] = iproute.fdb_peers(fdb)
+    state["addresses"] = shim_addrs
+    return state
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            device=dict(type="str", required=True),
+            shim=dict(type="str"),
+            vni=dict(type="int"),
+            port=dict(type="int", default=4789),
+            local=dict(type="str"),
+            peers=dict(type="list", elements="str", default=[]),
+            mtu=dict(type="raw", default="auto"),
+            encrypted=dict(type="bool", default=False),
+            address=dict(type="str"),
+            gateway=dict(type="str"),
+            prefixlen=dict(type="int"),
+            docker_socket=dict(type="path", default="/var/run/docker.sock"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        required_if=[("state", "present", ("vni", "local"))],
+        required_by={"address": "prefixlen", "gateway": "prefixlen"},
+        supports_check_mode=True,
+    )
+    p = dict(module.params)
+    p["shim"] = p["shim"] or f"{p['device']}-h"
+    if len(p["shim"]) > 15:
+        module.fail_json(msg=f"Cannot configure overlay {p['name']}: shim name {p['shim']} is over 15 characters")
+    p["addresses"] = [f"{a}/{p['prefixlen']}" for a in (p["address"], p["gateway"]) if a]
+    run = iproute.Runner(module)
+    what = f"overlay {p['name']}"
+    try:
+        links, addrs, fdb = read_live(run, p["device"], p["shim"])
+        shim_addrs = iproute.ipv4_addresses(addrs.get(p["shim"], {}))
+        before = snapshot(links.get(p["device"]), fdb, shim_addrs)
+
+        if p["state"] == "absent":
+            actions, cmds = [], []
+            for dev in (p["shim"], p["device"]):
+                if dev in links:
+                    actions.append(f"delete {dev}")
+                    cmds.append(iproute.link_del_argv(dev))
+            after, result = {}, {}
+        else:
+            if p["encrypted"]:
+                missing = missing_capabilities(lambda argv: module.run_command(argv), encrypted=True)
+                if missing:
+                    module.fail_json(msg=capability_message(p["name"], missing), missing=missing)
+            if p["device"] not in links:
+                clash = vni_users(links, p["device"], p["vni"], p["port"])
+                docker = docker_vni_users(p["docker_socket"], p["vni"])
+                if clash or docker:
+                    users = [f"VXLAN device {c}" for c in clash] + [f"Docker overlay network {d}" for d in docker]
+                    module.fail_json(msg=(
+                        f"Cannot create {what}: VNI {p['vni']} is already used by {', '.join(users)} "
+                        "(the kernel refuses a second device with the same VNI and port, 'VNI already exists'). "
+                        "Docker's overlay driver takes VNIs from 4096 up, so choose a VNI below 4096 for "
+                        "swarm.overlays, or remove the other network."
+                    ))
+            underlay, under_mtu = underlay_mtu(links, addrs, p["local"])
+            if underlay is None:
+                module.fail_json(msg=f"Cannot configure {what}: local address {p['local']} is on no interface")
+            try:
+                mtu = resolve_mtu(p["mtu"], under_mtu, p["encrypted"])
+            except ValueError as exc:
+                module.fail_json(msg=f"Cannot configure {what}: {exc}")
+            actions, cmds = plan_changes(p, links, addrs, fdb, mtu)
+            result = {"device": p["device"], "vni": p["vni"], "port": p["port"], "local": p["local"],
+                      "mtu": mtu, "underlay": underlay, "peers": sorted(p["peers"]),
+                      "shim": p["shim"], "addresses": p["addresses"]}
+            after = dict(before or {}, kind="vxlan", vni=p["vni"], port=p["port"], local=p["local"],
+                         learning=False, group=None, mtu=mtu, up=True, peers=sorted(p["peers"]),
+                         addresses=p["addresses"])
+        if cmds and not module.check_mode:
+            for argv in cmds:
+                run.run(argv)
+    except (iproute.IpRouteError, DockerAPIError) as exc:
+        module.fail_json(msg=f"Cannot configure {what}: {exc}", exception=traceback.format_exc())
+
+    out = {"changed": bool(cmds), "actions": actions}
+    if p["state"] == "present":
+        out["overlay"] = result
+    if module._diff:
+        out["diff"] = {"before": before, "after": after}
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()

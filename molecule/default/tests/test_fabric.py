@@ -1,0 +1,132 @@
+"""The VXLAN fabric in the DinD scenario (unencrypted overlay appnet).
+
+The expected members come from the live swarm (``docker node ls`` on the
+first manager), so the same tests check both descriptions: after the second
+converge the retired node must be gone from every peer's FDB.
+"""
+
+import json
+import os
+
+import pytest
+import testinfra
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("swarm_nodes")
+
+OVERLAY, DEVICE, SHIM, VNI, PORT = "appnet", "sf-appnet", "sf-appnet-h", 300, 4789
+FIRST_MANAGER = os.environ.get("SF_FIRST_MANAGER", "sf-cp-node1")
+PROBE = "sf-fab-probe"
+
+
+def other(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def jrun(host, cmd):
+    return json.loads(host.check_output(cmd))
+
+
+@pytest.fixture(scope="module")
+def members():
+    """hostname -> underlay address of every ready node in the swarm right now."""
+    manager = other(FIRST_MANAGER)
+    ids = manager.check_output("docker node ls -q").split()
+    nodes = jrun(manager, "docker node inspect " + " ".join(ids))
+    # A node that left but was not removed yet shows up as "down".
+    return {n["Description"]["Hostname"]: n["Status"]["Addr"] for n in nodes if n["Status"]["State"] == "ready"}
+
+
+@pytest.fixture(scope="module")
+def probes(members):
+    """One container per member on the swarm macvlan network; name -> overlay IP."""
+    addrs = {}
+    for name in sorted(members):
+        node = other(name)
+        node.run(f"docker rm -f {PROBE}")
+        node.check_output(f"docker run -d --name {PROBE} --network {OVERLAY} swarmfabric/task:1 sleep 600")
+        addrs[name] = node.check_output(
+            f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{OVERLAY}\").IPAddress}}}}' {PROBE}")
+    yield addrs
+    for name in members:
+        other(name).run(f"docker rm -f {PROBE}")
+
+
+def this_node(host, members):
+    name = host.check_output("hostname")
+    if name not in members:
+        pytest.skip(f"{name} is not in the swarm (retired)")
+    return name
+
+
+def test_vxlan_device_matches_the_plan(host, members):
+    name = this_node(host, members)
+    link = jrun(host, f"ip -j -d link show dev {DEVICE}")[0]
+    info = link["linkinfo"]["info_data"]
+    assert link["linkinfo"]["info_kind"] == "vxlan"
+    assert (info["id"], info["port"], info["local"], info["learning"]) == (VNI, PORT, members[name], False)
+    assert "group" not in info
+    underlay_mtu = jrun(host, "ip -j link show dev eth0")[0]["mtu"]
+    assert link["mtu"] == underlay_mtu - 50
+    assert "UP" in link["flags"]
+
+
+def test_fdb_has_exactly_the_other_members(host, members):
+    name = this_node(host, members)
+    fdb = jrun(host, f"bridge -j fdb show dev {DEVICE}")
+    peers = sorted(e["dst"] for e in fdb if e["mac"] == "00:00:00:00:00:00")
+    assert peers == sorted(addr for node, addr in members.items() if node != name)
+
+
+def test_shim_holds_host_address_and_gateway(host, members):
+    this_node(host, members)
+    shim = jrun(host, f"ip -j -d link show dev {SHIM}")[0]
+    assert shim["linkinfo"]["info_kind"] == "macvlan" and shim["link"] == DEVICE
+    addrs = [a for a in jrun(host, f"ip -j addr show dev {SHIM}")[0]["addr_info"] if a["family"] == "inet"]
+    assert len(addrs) == 2
+    assert addrs[0].get("secondary") is None and addrs[1]["local"] == "10.20.0.1"
+
+
+def test_docker_networks_built_from_the_plan(host, members):
+    this_node(host, members)
+    config = jrun(host, f"docker network inspect {OVERLAY}-config")[0]
+    assert config["ConfigOnly"] is True
+    assert config["Options"] == {"parent": DEVICE, "macvlan_mode": "bridge"}
+    ipam = config["IPAM"]["Config"][0]
+    assert ipam["Subnet"] == "10.20.0.0/16" and ipam["Gateway"] == "10.20.0.1"
+    shim_addr = next(a["local"] for a in jrun(host, f"ip -j addr show dev {SHIM}")[0]["addr_info"]
+                     if a["family"] == "inet")
+    assert ipam["AuxiliaryAddresses"] == {"host": shim_addr}
+    assert ipam["IPRange"].rsplit(".", 2)[0] == shim_addr.rsplit(".", 2)[0]
+
+
+def test_swarm_network_is_macvlan_from_config(host):
+    if host.check_output("hostname") != FIRST_MANAGER:
+        pytest.skip("checked on the first manager")
+    net = jrun(host, f"docker network inspect {OVERLAY}")[0]
+    assert (net["Driver"], net["Scope"], net["Attachable"]) == ("macvlan", "swarm", True)
+    assert net["ConfigFrom"]["Network"] == f"{OVERLAY}-config"
+
+
+def test_no_fabric_drop_table_for_a_plain_overlay(host, members):
+    this_node(host, members)
+    assert "swarmfabric_fabric" not in host.check_output("nft list tables")
+
+
+def test_task_reaches_tasks_on_every_other_node(host, members, probes):
+    name = this_node(host, members)
+    mtu = host.check_output(f"docker exec {PROBE} cat /sys/class/net/eth0/mtu")
+    assert int(mtu) == jrun(host, f"ip -j link show dev {DEVICE}")[0]["mtu"]
+    for peer, addr in probes.items():
+        if peer == name:
+            continue
+        res = host.run(f"docker exec {PROBE} ping -c 2 -W 3 {addr}")
+        assert res.rc == 0, f"{name} -> {peer} ({addr}): {res.stdout}{res.stderr}"
+
+
+def test_host_reaches_local_and_remote_tasks_through_its_shim(host, members, probes):
+    name = this_node(host, members)
+    for peer in (name, next(p for p in sorted(probes) if p != name)):
+        res = host.run(f"busybox ping -c 2 -W 3 {probes[peer]}")
+        assert res.rc == 0, f"host {name} -> task on {peer}: {res.stdout}{res.stderr}"
