@@ -235,7 +235,7 @@ def plan_changes(p, live_links, live_addrs, live_fdb, mtu):
         if shim_link["mtu"] != mtu or "UP" not in shim_link.get("flags", []):
             actions.append(f"set {shim} mtu {mtu} up")
             cmds.append(iproute.link_set_argv(shim, mtu=mtu, up=True))
-        live_cidrs = iproute.ipv4_addresses(live_addrs.get(shim, {}))
+        live_cidrs = owned(iproute.ipv4_addresses(live_addrs.get(shim, {})), p["prefixlen"])
     # The host address must be the primary one: it is the source of the
     # host's own packets, while the anycast gateway exists on every host.
     kept = [c for c in live_cidrs if c in p["addresses"]]
@@ -250,6 +250,12 @@ def plan_changes(p, live_links, live_addrs, live_fdb, mtu):
             actions.append(f"add address {cidr} on {shim}")
             cmds.append(iproute.addr_argv("add", shim, cidr))
     return actions, cmds
+
+
+def owned(cidrs, prefixlen):
+    """The shim addresses this module manages: those of the overlay's prefix
+    length. The mesh puts service VIPs on the shim as /32s and owns them."""
+    return [c for c in cidrs if c.endswith(f"/{prefixlen}")]
 
 
 def snapshot(link, fdb, shim_addrs):
@@ -292,7 +298,7 @@ def main():
     what = f"overlay {p['name']}"
     try:
         links, addrs, fdb = read_live(run, p["device"], p["shim"])
-        shim_addrs = iproute.ipv4_addresses(addrs.get(p["shim"], {}))
+        shim_addrs = owned(iproute.ipv4_addresses(addrs.get(p["shim"], {})), p["prefixlen"])
         before = snapshot(links.get(p["device"]), fdb, shim_addrs)
 
         if p["state"] == "absent":
