@@ -15,8 +15,9 @@ description:
     plus C(add rule)). Anything else (a new chain hook, table flags, stateful
     objects) redefines the whole table in one transaction (C(table X {}),
     C(delete table X), then the definition), which is still atomic.
-  - Every script is validated with C(nft -c) first; in check mode only the
-    validation runs, so check mode also proves that the definition loads.
+  - Every script goes to the kernel as one C(nft -f) transaction, which nft
+    validates whole and commits all or nothing. In check mode only
+    C(nft -c -f) runs, so check mode also proves that the definition loads.
   - The compare forgives whitespace, line wrapping, comments, counter values
     and the order of set and map elements, but nothing else. Render the
     definition in the canonical form that C(nft list table) prints (for example

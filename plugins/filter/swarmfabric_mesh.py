@@ -20,8 +20,16 @@ from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
 
 def swarm_mesh_view(plan, host, backends=None):
     """Endpoints, backends and anycast addresses of one host's mesh."""
+    # Copy only what one host's mesh reads: never the other hosts' members,
+    # which would make the whole run O(n^2) in copies.
+    overlays = {}
+    for name, overlay in plan['overlays'].items():
+        members = overlay['members']
+        overlays[name] = {**{k: plain(v) for k, v in overlay.items() if k != 'members'},
+                          'members': {host: plain(members[host])} if host in members else {}}
+    trimmed = {'services': plain(plan['services']), 'mesh': plain(plan.get('mesh') or {}), 'overlays': overlays}
     try:
-        return mesh_view(plain(plan), host, plain(backends or {}))
+        return mesh_view(trimmed, host, plain(backends or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f'Cannot compute the mesh of {host}: {type(exc).__name__}: {exc}') from None
 

@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from swarmfabric.plan import FWMARK_BASE, PlanError, build_plan, host_view, underlay_address
+from swarmfabric.plan import FWMARK_BASE, PlanError, build_plan, host_view, stable_hash, underlay_address
 
 LAB = yaml.safe_load((REPO / 'inventory/lab/group_vars/all/swarm.yml').read_text())['swarm']
 LAB_VARS = {f'node{i}': {'swarm_advertise_addr': f'172.30.0.1{i}'} for i in range(1, 6)}
@@ -140,11 +140,19 @@ def test_vip_collision_is_an_error():
         build_plan(describe(['a'], services=services), {})
 
 
-def test_fwmark_collision_is_an_error():
-    # These two names share the low 16 bits of their hash.
-    services = {'svc-375': {'image': 'x'}, 'svc-438': {'image': 'x'}}
-    with pytest.raises(PlanError, match=r'svc-438: fwmark 0x5f00[0-9a-f]{4} is already taken by service svc-375'):
-        build_plan(describe(['a'], services=services), {})
+def test_fwmark_collision_takes_the_next_free_mark():
+    # svc-375 and svc-438 hash to the same 16 bits: the later name moves on.
+    services = {name: {'image': 'i'} for name in ('svc-375', 'svc-438')}
+    plan = build_plan(describe(['m1'], services=services), underlays(['m1']))
+    first, second = plan['services']['svc-375']['fwmark'], plan['services']['svc-438']['fwmark']
+    assert first & 0xFFFF == stable_hash('svc-375') & 0xFFFF
+    assert second == FWMARK_BASE | ((first + 1) & 0xFFFF)
+
+
+def test_a_thousand_services_get_distinct_marks():
+    services = {f'svc-{i}': {'image': 'i'} for i in range(1000)}
+    plan = build_plan(describe(['m1'], services=services), underlays(['m1']))
+    assert len({s['fwmark'] for s in plan['services'].values()}) == 1000
 
 
 # ---------------------------------------------------------------- underlay

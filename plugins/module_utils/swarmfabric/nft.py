@@ -278,8 +278,9 @@ def converge_table(run, nft, family, name, definition, state, check_mode):
     """Read, compare and apply one table. Returns a result dict for exit_json.
 
     `definition` is the full `table <family> <name> {...}` text when state is
-    present. The script is validated with `nft -c` before the real `nft -f`;
-    in check mode only the validation runs.
+    present. One `nft -f` is one kernel transaction: nft checks the whole
+    script and commits all of it or nothing, so a real run needs no separate
+    validation pass. Check mode runs only the validation (`nft -c -f`).
     """
     desired = None
     if state == "present":
@@ -300,9 +301,8 @@ def converge_table(run, nft, family, name, definition, state, check_mode):
             actions = [f"reloaded table {family} {name} in one transaction"]
         else:
             script, actions = "\n".join(delta[0]) + "\n", delta[1]
-    for check in (True, False) if not check_mode else (True,):
-        rc, _out, err = run(apply_argv(nft, check), script)
-        if rc != 0:
-            step = "validate" if check else "apply"
-            raise NftError(f"nft refused to {step} table {family} {name}: {err.strip()}")
+    rc, _out, err = run(apply_argv(nft, check_mode), script)
+    if rc != 0:
+        step = "validate" if check_mode else "apply"
+        raise NftError(f"nft refused to {step} table {family} {name}: {err.strip()}")
     return {"changed": True, "actions": actions, "before": live, "after": desired, "script": script}

@@ -137,19 +137,23 @@ def allocate_vips(overlay, wanted, geometry):
 
 
 def allocate_fwmarks(names):
-    """Map each service name to its firewall mark; return (marks, errors)."""
-    marks, owner, errors = {}, {}, []
+    """Map each service name to its firewall mark; return (marks, errors).
+
+    Marks are internal (no user ever types one), so a hash collision is not
+    an error: in name order, the later service takes the next free mark. Only
+    a service added next to a colliding one can see its mark move.
+    """
+    space = 1 << FWMARK_BITS
+    if len(names) > space:
+        return {}, [f'swarm.services: {len(names)} services is more than the {space} firewall marks of the mesh']
+    marks, taken = {}, set()
     for name in sorted(names):
-        mark = FWMARK_BASE | (stable_hash(name) & ((1 << FWMARK_BITS) - 1))
-        if mark in owner:
-            errors.append(
-                f'swarm.services.{name}: fwmark {mark:#x} is already taken by service {owner[mark]}; '
-                f'rename one of the two services'
-            )
-            continue
-        owner[mark] = name
-        marks[name] = mark
-    return marks, errors
+        low = stable_hash(name) % space
+        while low in taken:
+            low = (low + 1) % space
+        taken.add(low)
+        marks[name] = FWMARK_BASE | low
+    return marks, []
 
 
 def normalize(swarm):
