@@ -1,0 +1,118 @@
+"""Section 2: converge cost on the 5-node DinD lab (inventory/lab)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import datetime
+
+import yaml
+from common import ROOT, VENV_BIN, Row, median, run, skipped
+
+INVENTORY = ROOT / "inventory" / "lab"
+# Actions that run on the controller only: no module reaches the host.
+CONTROLLER_ACTIONS = {"set_fact", "debug", "assert", "fail", "meta", "add_host", "group_by", "set_stats",
+                      "include_tasks", "import_tasks", "include_role", "import_role", "include_vars", "pause"}
+
+
+def lab_hosts():
+    swarm = yaml.safe_load((INVENTORY / "group_vars" / "all" / "swarm.yml").read_text())["swarm"]
+    return swarm["managers"] + (swarm.get("workers") or [])
+
+
+def lab_missing():
+    """Containers of inventory/lab that are not running, by container name."""
+    inventory = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
+    wanted = {h["ansible_host"] for h in inventory["all"]["children"]["lab"]["hosts"].values()}
+    proc = run(["docker", "ps", "--format", "{{.Names}}"], check=False)
+    return sorted(wanted - set(proc.out.split())) if proc.rc == 0 else sorted(wanted)
+
+
+def _env():
+    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
+
+
+def ansible_json(argv):
+    proc = run(argv, env=_env(), cwd=ROOT, check=False)
+    try:
+        report = json.loads(proc.out[proc.out.index("{"):])
+    except ValueError:
+        report = {}
+    return proc, report
+
+
+def invocations(report):
+    """Per host: (results not skipped, of which modules that ran on the host)."""
+    results, modules = Counter(), Counter()
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                ran = [r for r in items if not r.get("skipped")]
+                action = str(result.get("action", "")).rsplit(".", 1)[-1]
+                results[host] += len(ran)
+                if action not in CONTROLLER_ACTIONS:
+                    modules[host] += len(ran)
+    return results, modules
+
+
+def _seconds(duration):
+    start, end = (datetime.fromisoformat(duration[k].replace("Z", "+00:00")) for k in ("start", "end"))
+    return (end - start).total_seconds()
+
+
+def slowest_tasks(report, count=10):
+    """The tasks that took longest in a run, as (play / task, seconds)."""
+    tasks = [(f"{play['play']['name']} / {task['task']['name']}", round(_seconds(task["task"]["duration"]), 2))
+             for play in report.get("plays", []) for task in play.get("tasks", []) if task["task"].get("duration")]
+    return sorted(tasks, key=lambda t: -t[1])[:count]
+
+
+def first_failure(report):
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if result.get("failed") or result.get("unreachable"):
+                    return f"task '{task['task']['name']}' on {host}: {str(result.get('msg', ''))[:200]}"
+    return "no JSON report"
+
+
+def measure(repeat):
+    missing = lab_missing()
+    if missing:
+        why = f"skipped: lab not running ({', '.join(missing)} down)"
+        return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
+                skipped("2b", "module invocations per host, no-op site.yml", why)]
+    playbook = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "site.yml"]
+    ping = [VENV_BIN / "ansible", "-i", INVENTORY, ":".join(lab_hosts()), "-m", "ansible.builtin.ping"]
+    proc, report = ansible_json(playbook)
+    if proc.rc != 0:
+        why = f"skipped: the converging run of site.yml failed (rc {proc.rc}): {first_failure(report)}"
+        return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
+                skipped("2b", "module invocations per host, no-op site.yml", why)]
+    noop, pings, changed = [], [], []
+    for _ in range(repeat):
+        pong = run(ping, env=_env(), cwd=ROOT, check=False)
+        pings.append(pong.seconds)
+        proc, report = ansible_json(playbook)
+        noop.append(proc.seconds)
+        stats = report.get("stats", {})
+        changed.append(sum(s.get("changed", 0) for s in stats.values()))
+        if proc.rc != 0 or pong.rc != 0:
+            why = f"skipped: a timed run failed (site.yml rc {proc.rc}, ping rc {pong.rc}): {first_failure(report)}"
+            return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
+                    skipped("2b", "module invocations per host, no-op site.yml", why)]
+    results, modules = invocations(report)
+    hosts = lab_hosts()
+    note = "" if not any(changed) else f"NOT a no-op: {changed} tasks changed"
+    return [
+        Row("2a", "no-op site.yml vs ansible -m ping round (5-node lab)", median(noop), median(pings), 4.0,
+            note=note, detail={"site": noop, "ping": pings, "changed": changed}),
+        Row("2b", "module invocations per host, no-op site.yml (max over hosts)",
+            max(modules[h] for h in hosts), None, None, None, unit="count", status="info",
+            note="task results not skipped, excluding controller-only actions (set_fact, debug, ...)",
+            detail={"modules": {h: modules[h] for h in hosts}, "results": dict(results),
+                    "slowest_tasks": slowest_tasks(report)}),
+    ]
