@@ -45,7 +45,9 @@ options:
     type: int
     default: 1
   networks:
-    description: Names of the networks the tasks attach to.
+    description:
+      - Names of the swarm-scope networks the tasks attach to. A missing network is an error,
+        except in check mode, where it shows as a change (an earlier layer creates it in a real run).
     type: list
     elements: str
     default: []
@@ -300,6 +302,10 @@ class Services:
             try:
                 network = self.api.get(f"/networks/{name}")
             except DockerAPIError as exc:
+                if exc.status == 404 and self.module.check_mode:
+                    # The fabric creates it earlier in a real run; a check-mode plan shows the change.
+                    ids[name] = f"(network {name}, not created yet)"
+                    continue
                 if exc.status == 404:
                     raise DockerAPIError(f"network {name!r} does not exist") from None
                 raise

@@ -46,8 +46,9 @@ def test_scaling_changes_replicas_only():
 
 
 def test_image_change_is_a_rolling_update():
-    changes = service.diff_views(service.live_view(live_spec()),
-                                 service.desired_view(dict(PARAMS, image="swarmfabric/task:2"), IDS))
+    changes = service.diff_views(
+        service.live_view(live_spec()), service.desired_view(dict(PARAMS, image="swarmfabric/task:2"), IDS)
+    )
     assert list(changes) == ["image"]
     assert service.describe("web", changes)[0].startswith("rolling update of web to swarmfabric/task:2")
 
@@ -76,3 +77,19 @@ def test_global_mode_has_no_replicas():
     spec = service.apply_view({}, want, "web")
     assert spec["Mode"] == {"Global": {}}
     assert service.live_view(spec)["replicas"] is None
+
+
+class MissingNetworkAPI:
+    def get(self, path, query=None):
+        raise service.DockerAPIError("network appnet not found", status=404)
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_missing_network_is_a_planned_change_in_check_mode_and_an_error_otherwise(check_mode):
+    module = type("Module", (), {"check_mode": check_mode})()
+    services = service.Services(module, MissingNetworkAPI())
+    if check_mode:
+        assert services.network_ids(["appnet"]) == {"appnet": "(network appnet, not created yet)"}
+    else:
+        with pytest.raises(service.DockerAPIError, match="network 'appnet' does not exist"):
+            services.network_ids(["appnet"])
