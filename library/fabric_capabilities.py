@@ -11,9 +11,10 @@ description:
     overlay, for xfrm, esp4, the AEAD C(rfc4106(gcm(aes))) with a 256-bit key,
     128-bit ICV and ESN, and the nftables C(meta secpath) match that the
     plaintext-drop rule needs.
-  - Each probe runs in a throwaway network namespace (C(unshare --net)), so
-    the module never changes the host. Missing kernel modules are first
-    requested with C(modprobe), best effort.
+  - The probes run in a throwaway network namespace (C(unshare --net)), so
+    the module never changes the host. One C(ip -batch) and one C(nft) call
+    suffice when everything is there; only a failed batch is followed by one
+    call per probe, to name what is missing. Missing kernel modules are first requested with C(modprobe), best effort.
   - Fails with a message naming exactly what is missing. Run it before any
     other fabric task so that nothing is half-installed.
 author: Swarmfabric contributors
@@ -50,7 +51,7 @@ missing:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities
+from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities, module_runner
 
 
 def main():
@@ -59,7 +60,7 @@ def main():
         supports_check_mode=True,
     )
     overlays = module.params["encrypted"]
-    missing = missing_capabilities(lambda argv: module.run_command(argv), encrypted=bool(overlays))
+    missing = missing_capabilities(module_runner(module), encrypted=bool(overlays))
     if missing:
         if overlays:
             module.fail_json(msg=capability_message(", ".join(overlays), missing), missing=missing)

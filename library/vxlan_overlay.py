@@ -16,8 +16,9 @@ description:
     the tasks that Docker's macvlan network puts on the same parent.
   - Reads the live state once with C(ip -j -d link), C(ip -j addr) and
     C(bridge -j fdb), then applies only the difference.
-  - With O(encrypted=true) the kernel is probed first (vxlan, xfrm, esp4,
-    C(rfc4106(gcm(aes))), nftables secpath match, each in a throwaway network
+  - With O(encrypted=true) and O(check_kernel=true), a run that would change
+    something first probes the kernel (vxlan, xfrm, esp4,
+    C(rfc4106(gcm(aes))), nftables secpath match, in a throwaway network
     namespace). If anything is missing the module fails before changing
     anything, naming what is missing. The SAs themselves are M(xfrm_tunnel)'s job.
   - Before creating the device, VNIs of Docker's own overlay networks (read
@@ -61,6 +62,12 @@ options:
     description: Whether the overlay is encrypted; decides the MTU overhead and triggers the capability probe.
     type: bool
     default: false
+  check_kernel:
+    description:
+      - Probe the kernel for encryption before changing an encrypted overlay.
+      - Set it to C(false) when M(fabric_capabilities) ran just before (the fabric role does).
+    type: bool
+    default: true
   address:
     description: The host's own overlay address (no prefix length), put on the shim.
     type: str
@@ -137,7 +144,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import iproute
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
-from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities
+from ansible.module_utils.swarmfabric.kernelcaps import require_encryption
 from ansible.module_utils.swarmfabric.mtu import resolve_mtu
 
 DOCKER_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -279,6 +286,7 @@ def main():
             peers=dict(type="list", elements="str", default=[]),
             mtu=dict(type="raw", default="auto"),
             encrypted=dict(type="bool", default=False),
+            check_kernel=dict(type="bool", default=True),
             address=dict(type="str"),
             gateway=dict(type="str"),
             prefixlen=dict(type="int"),
@@ -309,10 +317,6 @@ def main():
                     cmds.append(iproute.link_del_argv(dev))
             after, result = {}, {}
         else:
-            if p["encrypted"]:
-                missing = missing_capabilities(lambda argv: module.run_command(argv), encrypted=True)
-                if missing:
-                    module.fail_json(msg=capability_message(p["name"], missing), missing=missing)
             if p["device"] not in links:
                 clash = vni_users(links, p["device"], p["vni"], p["port"])
                 docker = docker_vni_users(p["docker_socket"], p["vni"])
@@ -332,6 +336,8 @@ def main():
             except ValueError as exc:
                 module.fail_json(msg=f"Cannot configure {what}: {exc}")
             actions, cmds = plan_changes(p, links, addrs, fdb, mtu)
+            if cmds and p["encrypted"] and p["check_kernel"]:
+                require_encryption(module, p["name"])
             result = {"device": p["device"], "vni": p["vni"], "port": p["port"], "local": p["local"],
                       "mtu": mtu, "underlay": underlay, "peers": sorted(p["peers"]),
                       "shim": p["shim"], "addresses": p["addresses"]}

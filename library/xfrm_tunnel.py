@@ -21,8 +21,9 @@ description:
   - All changes go to the kernel in one C(ip -batch -) call fed on stdin, in
     a fixed order (receive SAs, send SAs, policies, then removals), so keys
     never appear in a process list.
-  - Fails before changing anything if the kernel lacks esp4, the AEAD or
-    the nftables secpath match.
+  - A run that would change something first probes the kernel (unless
+    O(check_kernel=false)) and fails before changing anything if it lacks
+    esp4, the AEAD or the nftables secpath match.
 author: Swarmfabric contributors
 options:
   name:
@@ -66,7 +67,9 @@ options:
     default: converge
     choices: [converge, add_inbound, switch_outbound, retire_old]
   check_kernel:
-    description: Probe the kernel for esp4, the AEAD and nftables before changing anything.
+    description:
+      - Probe the kernel for esp4, the AEAD and nftables before changing anything.
+      - Set it to C(false) when M(fabric_capabilities) ran just before (the fabric role does).
     type: bool
     default: true
   state:
@@ -146,7 +149,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import iproute, keys
-from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities
+from ansible.module_utils.swarmfabric.kernelcaps import require_encryption
 
 
 def own_sas(states, p):
@@ -319,15 +322,19 @@ def main():
     p = dict(module.params)
     p["no_log_values"] = module.no_log_values
     what = f"encryption of overlay {p['name']}"
-    if p["state"] == "present" and p["check_kernel"]:
-        missing = missing_capabilities(lambda argv: module.run_command(argv), encrypted=True)
-        if missing:
-            module.fail_json(msg=capability_message(p["name"], missing), missing=missing)
+    probe = p["state"] == "present" and p["check_kernel"]
     run = iproute.Runner(module)
     try:
-        states = iproute.parse_xfrm_states(run.run(iproute.xfrm_list_argv("state")))
-        policies = iproute.parse_xfrm_policies(run.run(iproute.xfrm_list_argv("policy")))
+        try:
+            states = iproute.parse_xfrm_states(run.run(iproute.xfrm_list_argv("state")))
+            policies = iproute.parse_xfrm_policies(run.run(iproute.xfrm_list_argv("policy")))
+        except iproute.IpRouteError:
+            if probe:  # no xfrm at all: say what is missing rather than which command failed
+                require_encryption(module, p["name"])
+            raise
         lines, actions, before, after, generation, generations = plan(p, states, policies)
+        if lines and probe:
+            require_encryption(module, p["name"])
         if lines and not module.check_mode:
             run.batch(lines, what=f"ip -batch ({len(lines)} xfrm changes)")
     except (ValueError, iproute.IpRouteError) as exc:

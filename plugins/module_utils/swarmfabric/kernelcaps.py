@@ -1,42 +1,55 @@
 """Can this kernel run the encrypted fabric? Probe, don't guess.
 
-Each probe runs one command in a throwaway network namespace
-(``unshare --net``): the namespace, and whatever the probe created in it,
-vanish when the command exits, so probing changes nothing on the host.
-Kernel modules are autoloaded by the probes themselves; an explicit
-``modprobe`` first is best effort (containers often have no modules).
+The probes run in a throwaway network namespace (``unshare --net``): the
+namespace, and whatever the probes created in it, vanish when the command
+exits, so probing changes nothing on the host. Every process is expensive
+on a slow host (a VM under emulation starts one in about a second), so the
+iproute2 probes share one namespace and one ``ip -batch -`` call and
+nftables gets a second one. Only when the batch fails are its probes run
+one by one (and ESP with the null cipher) to name what is missing. Kernel modules load on demand from the probes
+themselves; one ``modprobe -a`` first is best effort (containers often have
+no modules).
 """
 
 PROBE_A = "192.0.2.1"  # TEST-NET-1, only ever used inside the throwaway netns
 PROBE_B = "192.0.2.2"
-MODULES = ("vxlan", "xfrm_user", "esp4", "gcm", "nft_meta")
+MODULES = ("vxlan", "xfrm_user", "esp4", "gcm", "nf_tables")
+AEAD_DESCRIPTION = "an ESP SA with rfc4106(gcm(aes)), 256-bit key, 128-bit ICV, ESN"
+ESP4_DESCRIPTION = "ESP for IPv4 (esp4)"
+NFT_DESCRIPTION = "nftables with 'meta secpath' and raw payload matches (nf_tables, nft_meta)"
+NFT_RULES = (
+    "table inet sfprobe {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+    "  udp dport 4789 @th,96,24 1 meta secpath missing counter drop\n }\n}"
+)
 
 
 def unshare_argv(argv):
     return ["unshare", "--net", "--", *argv]
 
 
-def probe_commands():
-    """(capability, description, argv) in the order they are probed."""
-    sa = ["ip", "xfrm", "state", "add", "src", PROBE_A, "dst", PROBE_B, "proto", "esp", "spi", "0x100",
-          "mode", "transport"]
-    nft_rules = (
-        "table inet sfprobe {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
-        "  udp dport 4789 @th,96,24 1 meta secpath missing counter drop\n }\n}"
-    )
-    return [
-        ("vxlan", "VXLAN devices (vxlan module)",
-         ["ip", "link", "add", "sfprobe0", "type", "vxlan", "id", "1", "dstport", "4789", "nolearning"]),
-        ("xfrm", "xfrm policies (xfrm_user)",
-         ["ip", "xfrm", "policy", "add", "src", f"{PROBE_A}/32", "dst", f"{PROBE_B}/32", "proto", "udp",
-          "dport", "4789", "dir", "out", "tmpl", "src", PROBE_A, "dst", PROBE_B, "proto", "esp",
-          "mode", "transport"]),
-        ("aead", "an ESP SA with rfc4106(gcm(aes)), 256-bit key, 128-bit ICV, ESN",
-         [*sa, "aead", "rfc4106(gcm(aes))", "0x" + "00" * 36, "128", "replay-window", "128", "flag", "esn"]),
-        ("esp4", "ESP for IPv4 (esp4)", [*sa, "enc", "ecb(cipher_null)", ""]),
-        ("nft", "nftables with 'meta secpath' and raw payload matches (nf_tables, nft_meta)",
-         ["nft", nft_rules]),
-    ]
+def batch_probes(encrypted=True):
+    """(capability, description, ``ip -batch`` line) in the order they are probed."""
+    probes = [("vxlan", "VXLAN devices (vxlan module)", "link add sfprobe0 type vxlan id 1 dstport 4789 nolearning")]
+    if encrypted:
+        probes += [
+            ("xfrm", "xfrm policies (xfrm_user)",
+             f"xfrm policy add src {PROBE_A}/32 dst {PROBE_B}/32 proto udp dport 4789 dir out"
+             f" tmpl src {PROBE_A} dst {PROBE_B} proto esp mode transport"),
+            ("aead", AEAD_DESCRIPTION,
+             f"xfrm state add src {PROBE_A} dst {PROBE_B} proto esp spi 0x100 mode transport"
+             f" aead 'rfc4106(gcm(aes))' 0x{'00' * 36} 128 replay-window 128 flag esn"),
+        ]
+    return probes
+
+
+def esp4_argv():
+    """ESP with the null cipher: tells a missing esp4 apart from a missing AEAD."""
+    return unshare_argv(["ip", "xfrm", "state", "add", "src", PROBE_A, "dst", PROBE_B, "proto", "esp",
+                         "spi", "0x101", "mode", "transport", "enc", "ecb(cipher_null)", ""])
+
+
+def nft_argv():
+    return unshare_argv(["nft", NFT_RULES])
 
 
 def _proc_crypto_has(name, path="/proc/crypto"):
@@ -52,29 +65,33 @@ def _clean(err):
 
 
 def missing_capabilities(run, encrypted=True):
-    """``run(argv) -> (rc, out, err)``. Returns a list of human-readable gaps."""
-    for module in MODULES:
-        run(["modprobe", "-q", module])
-    results = {}
-    for name, description, argv in probe_commands():
-        if name in ("xfrm", "aead", "esp4", "nft") and not encrypted:
-            continue
-        rc, _out, err = run(unshare_argv(argv))
-        results[name] = (rc == 0, description, _clean(err))
-    missing = []
-    for name, (ok, description, err) in results.items():
-        if ok or name in ("aead", "esp4"):
-            continue
-        missing.append(f"{description}: {err or 'probe failed'}")
-    if encrypted and not results["aead"][0]:
-        esp_ok = results["esp4"][0]
-        aead_err = results["aead"][2]
-        if not esp_ok:
-            missing.append(f"{results['esp4'][1]}: {results['esp4'][2] or 'probe failed'}")
+    """``run(argv, data=None) -> (rc, out, err)``. Returns a list of human-readable gaps."""
+    run(["modprobe", "-q", "-a", *MODULES])
+    probes = batch_probes(encrypted)
+    rc, _out, _err = run(unshare_argv(["ip", "-batch", "-"]),
+                         data="\n".join(line for _name, _desc, line in probes) + "\n")
+    failed = {}
+    if rc != 0:
+        # ip stops a batch at the first xfrm error: ask each probe on its own.
+        for name, desc, line in probes:
+            rc, _out, err = run(unshare_argv(["ip", "-batch", "-"]), data=line + "\n")
+            if rc != 0:
+                failed[name] = (desc, _clean(err) or "probe failed")
+    missing = [f"{desc}: {why}" for name, (desc, why) in failed.items() if name != "aead"]
+    if not encrypted:
+        return missing
+    if "aead" in failed:
+        aead_err = failed["aead"][1]
+        esp_rc, _out, esp_err = run(esp4_argv())
+        if esp_rc != 0:
+            missing.append(f"{ESP4_DESCRIPTION}: {_clean(esp_err) or 'probe failed'}")
         if "algorithm" in aead_err.lower() or not _proc_crypto_has("rfc4106(gcm(aes))"):
             missing.append(f"the AEAD cipher rfc4106(gcm(aes)) (crypto modules gcm and aes): {aead_err}")
-        elif esp_ok:
-            missing.append(f"{results['aead'][1]}: {aead_err or 'probe failed'}")
+        elif esp_rc == 0:
+            missing.append(f"{AEAD_DESCRIPTION}: {aead_err}")
+    nft_rc, _out, nft_err = run(nft_argv())
+    if nft_rc != 0:
+        missing.append(f"{NFT_DESCRIPTION}: {_clean(nft_err) or 'probe failed'}")
     return missing
 
 
@@ -85,3 +102,15 @@ def capability_message(overlay, missing):
         + ". Nothing was changed. Encryption is never turned off silently: use a kernel with esp4 and "
         "rfc4106(gcm(aes)), or set encrypted: false for this overlay."
     )
+
+
+def module_runner(module):
+    """The ``run`` that missing_capabilities wants, from an AnsibleModule."""
+    return lambda argv, data=None: module.run_command(argv, data=data)
+
+
+def require_encryption(module, overlay):
+    """Fail the module, before it changes anything, when the kernel cannot encrypt."""
+    missing = missing_capabilities(module_runner(module), encrypted=True)
+    if missing:
+        module.fail_json(msg=capability_message(overlay, missing), missing=missing)

@@ -99,7 +99,8 @@ def mesh_view(plan, host, backends):
                        if s.get("endpoint_mode") == "vip" and s.get("vip") and s["overlays"][:1] == [name]},
                       key=ipaddress.IPv4Address)
         overlays.append({"name": name, "device": overlay["device"], "shim": f"{overlay['device']}-h",
-                         "gateway": overlay["gateway"], "vip_range": overlay["vip_range"], "vips": vips})
+                         "port": overlay["port"], "gateway": overlay["gateway"],
+                         "vip_range": overlay["vip_range"], "vips": vips})
     mesh = plan.get("mesh") or {}
     return {"endpoints": endpoints, "overlays": overlays, "scheduler": mesh.get("scheduler", "rr"),
             "masq_bit": MASQ_BIT,
