@@ -10,11 +10,14 @@ description:
   - Takes the ruleset that roles/mesh rendered for this host, compares it with
     the live kernel state, normalized, and applies only the difference.
   - C(nftables) backend, one table C(ip swarmfabric_mesh) applied in one
-    C(nft -f) transaction (see M(nft_table)); our IPVS services and iptables
-    chains are removed if an earlier run left them.
+    C(nft -f) transaction (see M(nft_table)), plus the C(filter) part of
+    O(iptables) (chain C(SF-MESH-FWD), which accepts forwarded packets of the
+    mesh's connections through a FORWARD policy of DROP) when the host has
+    iptables; our IPVS services and mangle/nat chains are removed if an
+    earlier run left them.
   - C(ipvs) backend, an C(iptables-restore --noflush) file limited to our own
-    chains C(SF-MESH) (mangle) and C(SF-MESH-POST) (nat) plus the jumps into
-    them, validated with C(--test) first; then the IPVS virtual services (one
+    chains C(SF-MESH-FWD) (filter), C(SF-MESH) (mangle) and C(SF-MESH-POST)
+    (nat) plus the jumps into them, validated with C(--test) first; then the IPVS virtual services (one
     per fwmark, NAT mode) via C(ipvsadm-restore). If the IPVS step fails, the
     previous iptables chains and IPVS services are put back. Real servers that
     go away are first weighted to 0, then deleted. Only fwmark services in our
@@ -42,7 +45,9 @@ options:
     description: The rendered C(ipvsadm-restore) text (mesh.ipvs.j2). Needed for the IPVS backend.
     type: str
   iptables:
-    description: The rendered C(iptables-restore) text (mesh.iptables.j2). Needed for the IPVS backend.
+    description:
+      - The rendered C(iptables-restore) text (mesh.iptables.j2). Needed for the IPVS backend.
+      - The nftables backend uses only its C(filter) table; without it, our FORWARD chain is removed.
     type: str
   arp_guard:
     description:
@@ -139,8 +144,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.nft import NftError, canonical_text, converge_table
 from ansible.module_utils.swarmfabric.ruleset import (
     IPT_CHAINS,
+    IPT_FORWARD_TABLE,
     SYSCTLS,
-    iptables_remove_text,
     iptables_restore_text,
     ipvs_delta,
     ipvs_lines,
@@ -226,37 +231,47 @@ class Mesh:
         if lines:
             self.run([self.bin("ipvsadm-restore")], data="\n".join(lines) + "\n", what="apply IPVS services")
 
-    def ipvs_backend(self, ipt_text, ipvs_text, timeouts, drain):
-        live_ipt, desired_ipt = self.read_iptables(), parse_iptables_save(ipt_text)
-        live_ipvs, desired_ipvs = self.read_ipvs(), parse_ipvs(ipvs_text)
+    def iptables(self, text, tables):
+        """Converge our chains in ``tables`` to the rendered ``text`` and remove
+        our chains in the other tables. Returns the live chains it replaced
+        (for rollback), or None when nothing differed."""
+        desired = {t: lines for t, lines in parse_iptables_save(text or "").items() if t in tables}
+        live = self.read_iptables()
         for table in sorted(IPT_CHAINS):
-            self.before[f"iptables {table}"] = live_ipt.get(table, [])
-            self.after[f"iptables {table}"] = desired_ipt.get(table, [])
+            self.before[f"iptables {table}"] = live.get(table, [])
+            self.after[f"iptables {table}"] = desired.get(table, [])
+        if live == desired:
+            return None
+        restore = iptables_restore_text(desired, live)
+        self.restore_iptables(restore, test=True)
+        touched = sorted(set(live) | set(desired))
+        self.actions.append("replaced iptables chains " + ", ".join(IPT_CHAINS[t] for t in touched))
+        if not self.check:
+            self.restore_iptables(restore)
+        return live
+
+    def ipvs_backend(self, ipt_text, ipvs_text, timeouts, drain):
+        live_ipvs, desired_ipvs = self.read_ipvs(), parse_ipvs(ipvs_text)
         self.before["ipvs"], self.after["ipvs"] = ipvs_lines(live_ipvs), ipvs_lines(desired_ipvs)
-        ipt_changed = live_ipt != desired_ipt
+        replaced = self.iptables(ipt_text, IPT_CHAINS)
         apply, delete = ipvs_delta(live_ipvs, desired_ipvs)
-        if ipt_changed:
-            restore = iptables_restore_text(desired_ipt, live_ipt)
-            self.restore_iptables(restore, test=True)
-            self.actions.append("replaced iptables chains " + ", ".join(sorted(IPT_CHAINS.values())))
         self.actions += [f"ipvs: {line}" for line in apply + delete]
         if not self.check:
-            if ipt_changed:
-                self.restore_iptables(restore)
             try:
                 self.restore_ipvs(apply)
                 if delete and drain:
                     time.sleep(drain)
                 self.restore_ipvs(delete)
             except MeshError as exc:
-                self.rollback(live_ipt, desired_ipt if ipt_changed else None, live_ipvs)
+                self.rollback(replaced, ipt_text, live_ipvs)
                 raise MeshError(f"{exc} (rolled back to the previous ruleset)") from exc
         self.sysctls()
         self.timeouts(timeouts)
 
-    def rollback(self, live_ipt, applied_ipt, live_ipvs):
-        if applied_ipt is not None:
-            self.run([self.bin("iptables-restore"), "--noflush"], data=iptables_restore_text(live_ipt, applied_ipt))
+    def rollback(self, replaced, ipt_text, live_ipvs):
+        if replaced is not None:
+            self.run([self.bin("iptables-restore"), "--noflush"],
+                     data=iptables_restore_text(replaced, parse_iptables_save(ipt_text)))
         apply, delete = ipvs_delta(self.read_ipvs(), live_ipvs)
         self.run([self.bin("ipvsadm-restore")], data="\n".join(apply + delete) + "\n")
 
@@ -284,13 +299,7 @@ class Mesh:
                 self.run([ipvsadm, "--set", *map(str, want)], what="set IPVS timeouts")
 
     def leave_ipvs(self):
-        """On the nftables backend, remove what an IPVS run of ours left."""
-        live_ipt = self.read_iptables() if self.module.get_bin_path("iptables-save") else {}
-        if live_ipt:
-            self.actions.append("removed iptables chains " + ", ".join(sorted(IPT_CHAINS.values())))
-            self.before["iptables"] = [line for lines in live_ipt.values() for line in lines]
-            if not self.check:
-                self.restore_iptables(iptables_remove_text(live_ipt))
+        """On the nftables backend, remove the IPVS services an IPVS run of ours left."""
         if os.path.exists("/proc/net/ip_vs") and self.module.get_bin_path("ipvsadm"):
             live = self.read_ipvs()
             if live:
@@ -345,6 +354,9 @@ def main():
             raise MeshError("the IPVS backend was picked but no ipvs/iptables rulesets were given")
         mesh.vips(params["vips"])
         if backend == "nftables":
+            # Without iptables there is no Docker FORWARD policy to get past.
+            if module.get_bin_path("iptables-save"):
+                mesh.iptables(params["iptables"], [IPT_FORWARD_TABLE])
             mesh.leave_ipvs()
             mesh.table("ip", "swarmfabric_mesh", params["nft"])
         else:

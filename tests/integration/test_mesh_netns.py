@@ -41,6 +41,8 @@ def lab():
     procs = []
     try:
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=node)
+        # What Docker leaves on a real host when it turns forwarding on itself.
+        sh("iptables", "-P", "FORWARD", "DROP", ns=node)
         _veth(node, "c", "192.168.77.1/24", names["cli"], "192.168.77.2/24")
         sh("ip", "route", "add", "10.20.0.0/16", "via", "192.168.77.1", ns=names["cli"])
         for tag, net in SERVERS.items():
@@ -118,6 +120,17 @@ def test_mesh_answers_and_converges(lab):
 
     stats, _ = converge(lab, web)
     assert stats["changed"] == 0
+
+    # The FORWARD policy is still DROP: our own chain lets the mesh through.
+    # Without its jump, forwarded requests die; a converge puts it back.
+    assert sh("iptables", "-S", "FORWARD", ns=lab["node"]).stdout.splitlines()[:2] == [
+        "-P FORWARD DROP", "-A FORWARD -j SF-MESH-FWD"]
+    sh("iptables", "-D", "FORWARD", "-j", "SF-MESH-FWD", ns=lab["node"])
+    assert curl(lab, "http://192.168.77.1:8080/", times=1) == ["000"]
+    stats, tasks = converge(lab, web)
+    result = next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
+    assert stats["changed"] == 1 and result["actions"] == ["replaced iptables chains SF-MESH-FWD"], result
+    assert all(a.endswith("200") for a in curl(lab, "http://192.168.77.1:8080/", times=2))
 
     # One backend goes away: a small delta, then only srv1 answers, then a no-op.
     before = ruleset(lab["node"])

@@ -295,6 +295,8 @@ def test_published_port_on_every_host_and_spread(lab, underlay, description, mes
     published = description["services"]["echo"]["publish"][0]["published"]
     served = set()
     for name in lab:
+        # The lab's hosts run with the FORWARD policy Docker sets (sf-kl-init).
+        assert run_ok(lab[name], "iptables -S FORWARD").splitlines()[0] == "-P FORWARD DROP"
         client = lab["node1" if name != "node1" else "node2"]
         for _ in range(3):
             # busybox 1.35's wget crashes with -T; timeout(1) bounds it instead.

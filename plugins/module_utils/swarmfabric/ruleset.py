@@ -15,12 +15,17 @@ import ipaddress
 # every IPVS virtual service has its own mark.
 FWMARK_MASK = 0xFF000000
 FWMARK_TOP = 0x5F000000
-# nftables backend: packets the mesh DNATs carry this bit until postrouting.
+# Connections the mesh DNATs carry this conntrack mark bit: the masquerade
+# and the FORWARD accept (SF-MESH-FWD) match it.
 MASQ_BIT = 0x00004000
 
-IPT_CHAINS = {"mangle": "SF-MESH", "nat": "SF-MESH-POST"}
+IPT_CHAINS = {"filter": "SF-MESH-FWD", "mangle": "SF-MESH", "nat": "SF-MESH-POST"}
 # Built-in chains that jump to ours, per table.
-IPT_HOOKS = {"mangle": ("PREROUTING", "OUTPUT"), "nat": ("POSTROUTING",)}
+IPT_HOOKS = {"filter": ("FORWARD",), "mangle": ("PREROUTING", "OUTPUT"), "nat": ("POSTROUTING",)}
+# The filter chain is the only one the nftables backend needs: it accepts the
+# forwarded packets of connections the mesh DNATed (connmark MASQ_BIT), which
+# a FORWARD policy of DROP (Docker sets it) would otherwise drop.
+IPT_FORWARD_TABLE = "filter"
 
 SYSCTLS = {
     # Reuse of a connection slot whose real server is gone would stall 1 s per
@@ -219,26 +224,26 @@ def parse_iptables_save(text):
 
 
 def iptables_restore_text(tables, live):
-    """An `iptables-restore --noflush` file: our chains declared (which empties
-    them) and refilled; jumps only where missing. Nothing else is named."""
+    """An `iptables-restore --noflush` file that takes our chains from
+    ``live`` to ``tables`` (both as parse_iptables_save returns them).
+
+    A table we want: our chain declared (which empties it) and refilled,
+    missing jumps inserted first in their built-in chain (so a host firewall's
+    final REJECT cannot shadow them), stale jumps deleted. A table we no longer
+    want: its jumps deleted and our chain removed. Nothing else is named.
+    """
     out = []
-    for table in sorted(IPT_CHAINS):
+    for table in sorted(set(tables) | set(live)):
         chain = IPT_CHAINS[table]
-        lines = tables.get(table, [])
-        have = live.get(table, [])
+        lines, have = tables.get(table, []), live.get(table, [])
+        jumps = [line for line in lines if line.split()[1] != chain]
+        stale = [line for line in have if line.split()[1] != chain and line not in jumps]
         out += [f"*{table}", f":{chain} - [0:0]"]
-        out += [line for line in lines if line.split()[1] == chain]
-        out += [line for line in lines if line.split()[1] != chain and line not in have]
+        out += ["-D " + line[3:] for line in stale]
+        if table in tables:
+            out += [line for line in lines if line.split()[1] == chain]
+            out += ["-I " + line[3:] for line in jumps if line not in have]
+        else:
+            out.append(f"-X {chain}")
         out.append("COMMIT")
-    return "\n".join(out) + "\n"
-
-
-def iptables_remove_text(live):
-    """Remove our jumps and chains (used when the mesh leaves the IPVS backend)."""
-    out = []
-    for table in sorted(live):
-        chain = IPT_CHAINS[table]
-        out += [f"*{table}", f":{chain} - [0:0]"]
-        out += ["-D " + line[3:] for line in live[table] if line.split()[1] != chain]
-        out += [f"-X {chain}", "COMMIT"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" if out else ""
