@@ -37,9 +37,9 @@ def parse_args(argv):
     parser.add_argument("--peer-services", type=int, default=None,
                         help="services in the ansible.builtin.iptables subset (default 10, 2 with --quick)")
     parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
-    parser.add_argument("--kernel-lab-results", type=pathlib.Path, default=None,
-                        help="JSON from the kernel lab: inner_mtu_encrypted, inner_mtu_plain, "
-                             "xfrm_states_rotation_max, nodes")
+    parser.add_argument("--kernel-lab-results", type=pathlib.Path, default=fabric_overhead.KERNEL_LAB_RESULTS,
+                        help="JSON the kernel lab's tests write (inner_mtu_encrypted, inner_mtu_plain, "
+                             "xfrm_states_rotation_max, nodes); default: %(default)s, when it exists")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return parser.parse_args(argv)
 

@@ -30,8 +30,7 @@ def _load_filter(name):
     return module
 
 
-FILTERS = {**_load_filter("swarmfabric").FilterModule().filters(),
-           **_load_filter("swarmfabric_mesh").FilterModule().filters()}
+FILTERS = _load_filter("swarmfabric").FilterModule().filters()
 MESH_DEFAULTS = yaml.safe_load((ROOT / "roles" / "mesh" / "defaults" / "main.yml").read_text())
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "mesh" / "templates"),
                           trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)

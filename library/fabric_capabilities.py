@@ -30,10 +30,10 @@ attributes:
     description: The probes run in check mode too; they change nothing.
   diff_mode:
     support: none
-  idempotent:
-    support: full
 requirements:
   - iproute2, nftables and util-linux (unshare) on the managed host
+extends_documentation_fragment:
+  - swarmfabric
 """
 
 EXAMPLES = r"""

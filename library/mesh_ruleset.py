@@ -92,10 +92,10 @@ attributes:
     description:
       - One canonical line per rule, element, real server and address,
         so the diff shows lines added and removed.
-  idempotent:
-    support: full
 requirements:
   - nft; for the IPVS backend also ipvsadm, ipvsadm-restore, iptables-save and iptables-restore
+extends_documentation_fragment:
+  - swarmfabric
 """
 
 EXAMPLES = r"""

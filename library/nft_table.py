@@ -54,10 +54,10 @@ attributes:
     description:
       - Before and after in a canonical one-rule-per-line form, so the diff
         shows the rule and element lines added and removed.
-  idempotent:
-    support: full
 requirements:
   - nft (nftables) on the managed host
+extends_documentation_fragment:
+  - swarmfabric
 """
 
 EXAMPLES = r"""

@@ -28,10 +28,6 @@ options:
     description: Prefix of the Docker service names in front of the description's names.
     type: str
     default: ""
-  socket:
-    description: The Docker daemon socket.
-    type: path
-    default: /var/run/docker.sock
 attributes:
   check_mode:
     support: full
@@ -43,6 +39,9 @@ attributes:
     description: Never changes anything.
 requirements:
   - A swarm node with the Docker Engine API on a unix socket
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""

@@ -58,20 +58,12 @@ options:
     description: Seconds to wait for a promotion or demotion to settle, or a removed node to go down.
     type: int
     default: 60
-  socket:
-    description: Path of the Docker Engine API socket.
-    type: path
-    default: /var/run/docker.sock
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 seealso:
   - module: swarm_node
   - module: swarm_service
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""

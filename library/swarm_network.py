@@ -48,24 +48,16 @@ options:
   parent:
     description: The VXLAN device, parent of the macvlan endpoints. Required for O(kind=config).
     type: str
-  docker_socket:
-    description: Engine API socket.
-    type: path
-    default: /var/run/docker.sock
   state:
     description: Whether the network exists.
     type: str
     default: present
     choices: [present, absent]
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 requirements:
-  - dockerd reachable on O(docker_socket); for O(kind=swarm) the node must be a swarm manager
+  - dockerd reachable on O(socket); for O(kind=swarm) the node must be a swarm manager
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""
@@ -158,7 +150,7 @@ def main():
             ip_range=dict(type="str"),
             aux_addresses=dict(type="dict", default={}),
             parent=dict(type="str"),
-            docker_socket=dict(type="path", default="/var/run/docker.sock"),
+            socket=dict(type="path", default="/var/run/docker.sock"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         supports_check_mode=True,
@@ -169,7 +161,7 @@ def main():
     p["config_name"] = p["config_name"] or f"{p['name']}-config"
     target = p["name"] if p["kind"] == "swarm" else p["config_name"]
     label = f"{'swarm' if p['kind'] == 'swarm' else 'config-only'} network {target}"
-    api = DockerAPI(p["docker_socket"])
+    api = DockerAPI(p["socket"])
     actions = []
     try:
         live = inspect(api, target)

@@ -74,23 +74,15 @@ options:
       - On a manager, return the join tokens and the unlock key. The task must set C(no_log).
     type: bool
     default: false
-  socket:
-    description: Path of the Docker Engine API socket.
-    type: path
-    default: /var/run/docker.sock
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 notes:
   - O(advertise_addr), O(listen_addr) and O(autolock) at creation are only used when the host
     initialises or joins; the module never moves a member to another address.
 seealso:
   - module: swarm_cluster
   - module: swarm_service
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""

@@ -110,20 +110,12 @@ options:
     description: Seconds to wait with O(wait).
     type: int
     default: 120
-  socket:
-    description: Path of the Docker Engine API socket.
-    type: path
-    default: /var/run/docker.sock
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 seealso:
   - module: swarm_cluster
   - module: swarm_node
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""

@@ -77,27 +77,24 @@ options:
   prefixlen:
     description: Prefix length of the overlay subnet.
     type: int
-  docker_socket:
-    description: Engine API socket used for the VNI collision check; skipped when it does not exist.
-    type: path
-    default: /var/run/docker.sock
   state:
     description: Whether the overlay device (and its shim) exists.
     type: str
     default: present
     choices: [present, absent]
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     description: Before and after show device settings, FDB peers and shim addresses.
-  idempotent:
-    support: full
 notes:
   - Run the module once per overlay per host; it makes all FDB changes in that one call.
+  - O(socket) serves only the check that no Docker overlay network uses the VNI;
+    it is skipped when the socket does not exist.
 requirements:
   - iproute2 (ip, bridge) and util-linux (unshare) on the managed host
+extends_documentation_fragment:
+  - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""
@@ -290,7 +287,7 @@ def main():
             address=dict(type="str"),
             gateway=dict(type="str"),
             prefixlen=dict(type="int"),
-            docker_socket=dict(type="path", default="/var/run/docker.sock"),
+            socket=dict(type="path", default="/var/run/docker.sock"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         required_if=[("state", "present", ("vni", "local"))],
@@ -319,7 +316,7 @@ def main():
         else:
             if p["device"] not in links:
                 clash = vni_users(links, p["device"], p["vni"], p["port"])
-                docker = docker_vni_users(p["docker_socket"], p["vni"])
+                docker = docker_vni_users(p["socket"], p["vni"])
                 if clash or docker:
                     users = [f"VXLAN device {c}" for c in clash] + [f"Docker overlay network {d}" for d in docker]
                     module.fail_json(msg=(

@@ -78,18 +78,16 @@ options:
     default: present
     choices: [present, absent]
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     description: Shows SPIs, directions, generations and policies; never keys.
-  idempotent:
-    support: full
 notes:
   - The keys never leave the module, neither in results, diffs, logs nor argv.
   - Run it once per overlay per host; it handles all peers in one call.
 requirements:
   - iproute2 and util-linux (unshare) on the managed host; a kernel with esp4 and rfc4106(gcm(aes))
+extends_documentation_fragment:
+  - swarmfabric
 """
 
 EXAMPLES = r"""

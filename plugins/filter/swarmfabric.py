@@ -1,6 +1,8 @@
 # Copyright: Swarmfabric contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for the description layer: swarm_validate, swarm_plan, swarm_host_view."""
+"""Swarmfabric's filters: the description layer (swarm_validate, swarm_plan,
+swarm_host_view) and the mesh layer (swarm_mesh_view, swarm_mesh_subnets,
+swarm_mesh_merge)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
 from swarmfabric.description import validate
-from swarmfabric.plan import PlanError, build_plan, host_view
+from swarmfabric.plan import PlanError, build_plan, host_view, plain
+from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
 
 
 def swarm_validate(swarm, inventory=None):
@@ -43,6 +46,34 @@ def swarm_host_view(plan, host):
         raise AnsibleFilterError(f'Cannot build the host view: {exc}') from None
 
 
+def swarm_mesh_view(plan, host, backends=None):
+    """Endpoints, backends and anycast addresses of one host's mesh."""
+    # Copy only what one host's mesh reads: never the other hosts' members,
+    # which would make the whole run O(n^2) in copies.
+    overlays = {}
+    for name, overlay in plan['overlays'].items():
+        members = overlay['members']
+        overlays[name] = {**{k: plain(v) for k, v in overlay.items() if k != 'members'},
+                          'members': {host: plain(members[host])} if host in members else {}}
+    trimmed = {'services': plain(plan['services']), 'mesh': plain(plan.get('mesh') or {}), 'overlays': overlays}
+    try:
+        return mesh_view(trimmed, host, plain(backends or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot compute the mesh of {host}: {type(exc).__name__}: {exc}') from None
+
+
+def swarm_mesh_subnets(plan):
+    """Container services to their overlay subnet (the input of swarm_backends)."""
+    return backend_subnets(plain(plan))
+
+
+def swarm_mesh_merge(per_node):
+    """Merge the swarm_backends answers of all nodes into one map."""
+    return merge_backends(plain(per_node))
+
+
 class FilterModule:
     def filters(self):
-        return {'swarm_validate': swarm_validate, 'swarm_plan': swarm_plan, 'swarm_host_view': swarm_host_view}
+        return {'swarm_validate': swarm_validate, 'swarm_plan': swarm_plan, 'swarm_host_view': swarm_host_view,
+                'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets,
+                'swarm_mesh_merge': swarm_mesh_merge}

@@ -73,7 +73,7 @@ def overlay_args(ns, peers=None, **extra):
     args = {"name": "fabnet", "device": DEVICE, "vni": VNI, "port": PORT, "local": HOSTS[ns],
             "peers": [HOSTS[p] for p in (peers if peers is not None else sorted(set(HOSTS) - {ns}))],
             "mtu": "auto", "address": f"10.20.{slot}.1", "gateway": "10.20.0.1", "prefixlen": 16,
-            "docker_socket": "/nonexistent/docker.sock"}
+            "socket": "/nonexistent/docker.sock"}
     args.update(extra)
     return args
 
@@ -247,7 +247,7 @@ def test_encrypted_overlay_fails_cleanly_on_this_kernel(underlay):
     sh("ip", "-n", ns, "link", "set", "dummy0", "up")
     args = {"name": "secnet", "device": "sf-secnet", "vni": 310, "local": "192.168.78.1",
             "peers": ["192.168.78.2"], "encrypted": True, "address": "10.30.1.1", "prefixlen": 16,
-            "docker_socket": "/nonexistent/docker.sock"}
+            "socket": "/nonexistent/docker.sock"}
     res = run_module(ns, "vxlan_overlay", args)
     assert res.get("failed") is True
     assert res["msg"].startswith("Cannot enable encryption on overlay secnet: this kernel lacks")

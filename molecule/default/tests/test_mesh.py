@@ -3,6 +3,7 @@ on every node, VIPs and name resolution from tasks on every node."""
 
 import json
 import os
+import urllib.request
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -39,6 +40,21 @@ def test_published_port_answers_on_every_node(host):
     codes = {host.run(f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {url}").stdout for _ in range(3)}
     assert codes == {"200"}
     seen = set(bodies(host, f"curl -s -m 5 {url}"))
+    assert len(seen) > 1, seen
+
+
+def test_published_port_answers_a_client_outside_through_forward_drop(host):
+    # From this machine (outside the node), the request is DNATed and then
+    # forwarded out of the shim, through the FORWARD policy of DROP that the
+    # lab image sets like Docker does on a real host.
+    in_swarm(host)
+    assert host.check_output("iptables -S FORWARD").splitlines()[0] == "-P FORWARD DROP"
+    url = f"http://{node_address(host)}:{PUBLISHED}/"
+    seen = set()
+    for _ in range(6):
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert answer.status == 200
+            seen.add(answer.read().decode().strip())
     assert len(seen) > 1, seen
 
 

@@ -5,8 +5,10 @@ lab keeps host key checking on, so every host gets a paramiko client that
 trusts only the known_hosts create.yml wrote (under the per-run HOME).
 """
 
+import json
 import os
 import pathlib
+import time
 
 import paramiko
 import pytest
@@ -54,3 +56,16 @@ def underlay():
 @pytest.fixture(scope="session")
 def description():
     return yaml.safe_load((SCENARIO / "group_vars" / "all" / "swarm.yml").read_text())["swarm"]
+
+
+@pytest.fixture(scope="session")
+def results():
+    """Figures measured here, for bench/ section 4 (bench/run reads the file
+    unless --kernel-lab-results names another): written when the session ends."""
+    figures = {}
+    yield figures
+    if figures:
+        path = pathlib.Path(os.environ.get("SF_KL_RESULTS", "/var/cache/swarmfabric/kernel-lab/results.json"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                                   indent=1) + "\n")

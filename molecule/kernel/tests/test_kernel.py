@@ -141,13 +141,13 @@ def test_esp_sa_pair_carries_traffic_and_underlay_sees_only_esp(lab, underlay, e
 # --- fabric and mesh (issues 4 and 5) -------------------------------------
 
 
-def overlay(description):
-    name, spec = next(iter(description["overlays"].items()))
-    return name, spec
+def overlay(description, encrypted=True):
+    """The lab's encrypted overlay (or its plain one): (name, spec)."""
+    return next((n, s) for n, s in description["overlays"].items() if s.get("encrypted", True) == encrypted)
 
 
-def overlay_address(description, host):
-    _, spec = overlay(description)
+def overlay_address(description, host, encrypted=True):
+    _, spec = overlay(description, encrypted)
     net = ipaddress.ip_network(spec["subnet"])
     return str(net.network_address + description["nodes"][host]["slot"] * 256 + 1)
 
@@ -155,12 +155,12 @@ def overlay_address(description, host):
 @pytest.fixture(scope="module")
 def fabric(lab, description):
     """name -> the fabric's VXLAN device (dict from ip -j -d link); skip when absent."""
-    devices = {}
+    devices, device = {}, "sf-" + overlay(description)[0]
     for name, host in lab.items():
         links = json.loads(host.run("ip -j -d link show type vxlan").stdout or "[]")
-        mine = [link for link in links if link["ifname"].startswith("sf-")]
+        mine = [link for link in links if link["ifname"] == device]
         if not mine:
-            pytest.skip(f"fabric not converged: no sf-* VXLAN device on {name} (playbooks/fabric.yml, issue 4)")
+            pytest.skip(f"fabric not converged: no {device} VXLAN device on {name} (playbooks/fabric.yml, issue 4)")
         devices[name] = mine[0]
     return devices
 
@@ -265,12 +265,17 @@ def test_injected_plaintext_vxlan_is_dropped_and_counted(lab, underlay, descript
     assert drop_counters(receiver) - drops_before >= 5, "the drop was not counted"
 
 
-def test_mtu_exact(lab, description, fabric):
-    mtu = int(fabric["node1"]["mtu"])
-    assert mtu == 1416  # 1500 underlay, VXLAN 50, ESP AES-GCM 34
-    sender, peer = lab["node1"], overlay_address(description, "node2")
+@pytest.mark.parametrize("encrypted, expected", [(True, 1416), (False, 1450)], ids=["encrypted", "plain"])
+def test_mtu_exact(lab, description, fabric, results, encrypted, expected):
+    # 1500 underlay, VXLAN 50, ESP AES-GCM 34. The largest DF ping that
+    # crosses the overlay fills exactly the device MTU; one byte more fails.
+    name, _ = overlay(description, encrypted)
+    sender, peer = lab["node1"], overlay_address(description, "node2", encrypted)
+    mtu = json.loads(run_ok(sender, f"ip -j link show dev sf-{name}"))[0]["mtu"]
+    assert mtu == expected
     run_ok(sender, f"ping -M do -s {mtu - 28} -c 2 -W 3 {peer}")
     assert sender.run(f"ping -M do -s {mtu - 27} -c 2 -W 3 {peer}").rc != 0
+    results["inner_mtu_" + ("encrypted" if encrypted else "plain")] = mtu
 
 
 def ipvs_real_servers(host):
@@ -306,7 +311,7 @@ def test_published_port_on_every_host_and_spread(lab, underlay, description, mes
     assert len(served) > 1
 
 
-def test_key_rotation_loses_no_packet(lab, underlay, description, fabric):
+def test_key_rotation_loses_no_packet(lab, underlay, description, fabric, results):
     playbook = PROJECT / "playbooks" / "rotate-keys.yml"
     if not playbook.exists():
         pytest.skip("playbooks/rotate-keys.yml is not in the tree yet (issue 4)")
@@ -314,13 +319,21 @@ def test_key_rotation_loses_no_packet(lab, underlay, description, fabric):
     spis_before = {b.split("spi ")[1].split()[0] for b in sa_blocks(run_ok(host, "ip xfrm state"))}
     peer = overlay_address(description, "node2")
     run_ok(host, f"nohup ping -i 0.02 {peer} >/tmp/sf-kl-rot.log 2>&1 & echo $! >/tmp/sf-kl-rot.pid")
+    # Count node1's ESP states every 50 ms while the keys rotate.
+    run_ok(host, "touch /tmp/sf-kl-sample.on; (while [ -e /tmp/sf-kl-sample.on ]; do ip xfrm state | grep -c '^src';"
+                 " sleep 0.05; done >/tmp/sf-kl-states.log) >/dev/null 2>&1 &")
     try:
         subprocess.run(["ansible-playbook", "-i", str(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
                         str(playbook)], check=True)
     finally:
-        run_ok(host, "sleep 1; kill -INT $(cat /tmp/sf-kl-rot.pid); sleep 0.5")
+        run_ok(host, "sleep 1; kill -INT $(cat /tmp/sf-kl-rot.pid); rm -f /tmp/sf-kl-sample.on; sleep 0.5")
     summary = run_ok(host, "cat /tmp/sf-kl-rot.log")
     sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", summary).groups())
     assert sent > 50 and received == sent, summary
+    # At most 4 x (N-1) states at any moment (old and new, both directions).
+    samples = [int(n) for n in run_ok(host, "cat /tmp/sf-kl-states.log").split()]
+    peers = len(lab) - 1
+    assert len(samples) > 20 and min(samples) == 2 * peers and max(samples) <= 4 * peers, samples
+    results.update(xfrm_states_rotation_max=max(samples), xfrm_states_samples=len(samples), nodes=len(lab))
     spis_after = {b.split("spi ")[1].split()[0] for b in sa_blocks(run_ok(host, "ip xfrm state"))}
     assert spis_after and not spis_after & spis_before
