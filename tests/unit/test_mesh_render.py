@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 
 from swarmfabric.nft import parse_table, plan_delta
 from swarmfabric.plan import build_plan
-from swarmfabric.ruleset import ipvs_delta, mesh_view, parse_iptables_save, parse_ipvs
+from swarmfabric.ruleset import iptables_restore_text, ipvs_delta, mesh_view, parse_iptables_save, parse_ipvs
 
 GOLDEN = ROOT / "tests" / "golden"
 TEMPLATES = ROOT / "roles" / "mesh" / "templates"
@@ -106,6 +106,25 @@ def test_rendered_iptables_and_ipvs_parse_back():
     ipvs = parse_ipvs(render("mesh.ipvs.j2", view_of("node1")))
     assert all(scheduler == "rr" for scheduler, _ in ipvs.values())
     assert ipvs_delta(ipvs, ipvs) == ([], [])
+
+
+def test_iptables_restore_moves_only_our_chains():
+    ipt = parse_iptables_save(render("mesh.iptables.j2", view_of("node1")))
+    fwd = {"filter": ipt["filter"]}
+    assert fwd["filter"] == ["-A SF-MESH-FWD -m connmark --mark 0x4000/0x4000 -j ACCEPT",
+                             "-A FORWARD -j SF-MESH-FWD"]
+    # From nothing: the chain declared and filled, the jump inserted first in FORWARD.
+    assert iptables_restore_text(fwd, {}).splitlines() == [
+        "*filter", ":SF-MESH-FWD - [0:0]", "-A SF-MESH-FWD -m connmark --mark 0x4000/0x4000 -j ACCEPT",
+        "-I FORWARD -j SF-MESH-FWD", "COMMIT"]
+    # From the IPVS backend to the nftables one: mangle and nat chains go, the jump is kept.
+    text = iptables_restore_text(fwd, ipt).splitlines()
+    assert "-I FORWARD -j SF-MESH-FWD" not in text
+    assert text[text.index("*nat"):] == ["*nat", ":SF-MESH-POST - [0:0]", "-D POSTROUTING -j SF-MESH-POST",
+                                         "-X SF-MESH-POST", "COMMIT"]
+    assert {"-D PREROUTING -j SF-MESH", "-D OUTPUT -j SF-MESH", "-X SF-MESH"} <= set(text)
+    # Nothing of ours anywhere, nothing wanted: nothing to restore.
+    assert iptables_restore_text({}, {}) == ""
 
 
 def test_removed_real_server_is_drained_before_delete():
