@@ -138,6 +138,10 @@ manager_addr:
   description: This host's manager address (host:port) when it is a manager.
   returned: always
   type: str
+autolock:
+  description: Whether the swarm locks its managers (readable on managers only; false elsewhere).
+  returned: always
+  type: bool
 join_tokens:
   description: Worker and manager join tokens. Secret.
   returned: when return_tokens is true and the host is a manager
@@ -189,6 +193,7 @@ def read_state(api):
         "is_manager": bool(swarm.get("ControlAvailable")),
         "swarm_name": "",
         "manager_addr": "",
+        "autolock": False,
         "error": swarm.get("Error") or "",
     }
     if state["node_state"] in ("active", "locked") and not state["cluster_id"]:
@@ -196,6 +201,7 @@ def read_state(api):
     if state["is_manager"]:
         spec = api.get("/swarm").get("Spec") or {}
         state["swarm_name"] = (spec.get("Labels") or {}).get(NAME_LABEL, "")
+        state["autolock"] = bool((spec.get("EncryptionConfig") or {}).get("AutoLockManagers"))
         node = api.get(f"/nodes/{state['node_id']}")
         state["manager_addr"] = (node.get("ManagerStatus") or {}).get("Addr", "")
     return state
