@@ -23,14 +23,14 @@ if str(MODULE_UTILS) not in sys.path:
 from swarmfabric.plan import FWMARK_BITS, stable_hash
 
 
-def _load_filter(name):
-    spec = importlib.util.spec_from_file_location(f"sf_bench_{name}", ROOT / "plugins" / "filter" / f"{name}.py")
+def _filters():
+    spec = importlib.util.spec_from_file_location("sf_bench_filters", ROOT / "plugins" / "filter" / "swarmfabric.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module.FilterModule().filters()
 
 
-FILTERS = _load_filter("swarmfabric").FilterModule().filters()
+FILTERS = _filters()
 MESH_DEFAULTS = yaml.safe_load((ROOT / "roles" / "mesh" / "defaults" / "main.yml").read_text())
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "mesh" / "templates"),
                           trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)

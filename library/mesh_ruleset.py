@@ -154,6 +154,7 @@ from ansible.module_utils.swarmfabric.ruleset import (
 )
 
 TIMEOUT_KEYS = ("tcp", "tcpfin", "udp")
+DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
 
 
 class MeshError(Exception):
@@ -337,7 +338,7 @@ def main():
                 "range": {"type": "str", "required": True},
                 "addresses": {"type": "list", "elements": "str", "default": []},
             }},
-            "ipvs_timeouts": {"type": "dict", "default": {"tcp": 900, "tcpfin": 120, "udp": 300}},
+            "ipvs_timeouts": {"type": "dict", "default": DEFAULT_TIMEOUTS},
             "drain_seconds": {"type": "int", "default": 0},
         },
         required_if=[("backend", "nftables", ["nft"]), ("backend", "ipvs", ["ipvs", "iptables"])],
@@ -361,7 +362,7 @@ def main():
         else:
             mesh.table("ip", "swarmfabric_mesh", None)
             mesh.ipvs_backend(params["iptables"], params["ipvs"],
-                              {**{"tcp": 900, "tcpfin": 120, "udp": 300}, **params["ipvs_timeouts"]},
+                              {**DEFAULT_TIMEOUTS, **params["ipvs_timeouts"]},
                               params["drain_seconds"])
         mesh.table("netdev", "swarmfabric_mesh_arp", params["arp_guard"])
     except MeshError as exc:

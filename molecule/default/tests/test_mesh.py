@@ -58,11 +58,16 @@ def test_published_port_answers_a_client_outside_through_forward_drop(host):
     assert len(seen) > 1, seen
 
 
-def test_mesh_table_is_ours_and_alone(host):
+def test_mesh_tables_and_chains_are_those_of_the_nftables_backend(host):
     in_swarm(host)
-    tables = host.check_output("nft list tables")
+    tables = host.check_output("nft list tables").splitlines()
     assert "table ip swarmfabric_mesh" in tables
     assert "table netdev swarmfabric_mesh_arp" in tables
+    # Of our iptables chains, the nftables backend keeps only the FORWARD one
+    # (no IPVS marking or masquerade chains), jumped to from FORWARD once.
+    save = host.check_output("iptables-save").splitlines()
+    assert {line.split()[0][1:] for line in save if line.startswith(":SF-")} == {"SF-MESH-FWD"}
+    assert host.check_output("iptables -S FORWARD").splitlines().count("-A FORWARD -j SF-MESH-FWD") == 1
 
 
 def test_service_name_resolves_to_vip_and_answers_from_every_task_node(host):

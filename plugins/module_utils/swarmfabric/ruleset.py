@@ -109,6 +109,8 @@ def mesh_view(plan, host, backends):
     mesh = plan.get("mesh") or {}
     return {"endpoints": endpoints, "overlays": overlays, "scheduler": mesh.get("scheduler", "rr"),
             "masq_bit": MASQ_BIT,
+            # iptables spellings of the same marks (value/mask), for mesh.iptables.j2.
+            "fwmark_match": f"0x{FWMARK_TOP:x}/0x{FWMARK_MASK:x}", "masq_match": f"0x{MASQ_BIT:x}/0x{MASQ_BIT:x}",
             "vip_addresses": [{"device": ov["shim"], "range": ov["vip_range"], "addresses": ov["vips"]}
                               for ov in overlays]}
 
