@@ -15,6 +15,12 @@ description:
     the module never changes the host. One C(ip -batch) and one C(nft) call
     suffice when everything is there; only a failed batch is followed by one
     call per probe, to name what is missing. Missing kernel modules are first requested with C(modprobe), best effort.
+  - In check mode nothing runs and nothing loads (no C(modprobe), no
+    C(unshare)): the module only reads which kernel modules are loaded,
+    built in (C(/proc/modules), C(/sys/module), C(modules.builtin)) or
+    installed for the running kernel (C(modules.dep)). It fails for a module
+    that is certainly absent and lists in RV(unverified) what it could not
+    decide from files; the real run probes those.
   - Fails with a message naming exactly what is missing. Run it before any
     other fabric task so that nothing is half-installed.
 author: Swarmfabric contributors
@@ -27,7 +33,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: The probes run in check mode too; they change nothing.
+    description:
+      - Reads files only; starts no process. The prediction can be weaker
+        than the real probes (a module that is installed but broken passes),
+        never stronger.
   diff_mode:
     support: none
 requirements:
@@ -48,10 +57,24 @@ missing:
   returned: always
   type: list
   elements: str
+unverified:
+  description: In check mode, the kernel modules whose presence files could not tell (empty in a real run).
+  returned: always
+  type: list
+  elements: str
+probed:
+  description: Whether the namespace probes ran (false in check mode).
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.swarmfabric.kernelcaps import capability_message, missing_capabilities, module_runner
+from ansible.module_utils.swarmfabric.kernelcaps import (
+    capability_message,
+    missing_capabilities,
+    module_runner,
+    predicted_missing,
+)
 
 
 def main():
@@ -60,13 +83,19 @@ def main():
         supports_check_mode=True,
     )
     overlays = module.params["encrypted"]
-    missing = missing_capabilities(module_runner(module), encrypted=bool(overlays))
+    if module.check_mode:
+        missing, unverified = predicted_missing(encrypted=bool(overlays))
+    else:
+        missing, unverified = missing_capabilities(module_runner(module), encrypted=bool(overlays)), []
+    extra = {"missing": missing, "unverified": unverified, "probed": not module.check_mode}
     if missing:
         if overlays:
-            module.fail_json(msg=capability_message(", ".join(overlays), missing), missing=missing)
-        module.fail_json(msg="Cannot build the VXLAN fabric: this kernel lacks " + "; ".join(missing),
-                         missing=missing)
-    module.exit_json(changed=False, missing=[])
+            module.fail_json(msg=capability_message(", ".join(overlays), missing), **extra)
+        module.fail_json(msg="Cannot build the VXLAN fabric: this kernel lacks " + "; ".join(missing), **extra)
+    if unverified:
+        module.warn("Check mode could not tell from files whether the kernel has "
+                    + ", ".join(unverified) + "; the real run probes them.")
+    module.exit_json(changed=False, **extra)
 
 
 if __name__ == "__main__":

@@ -141,28 +141,69 @@ import time
 from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.swarmfabric.nft import NftError, canonical_text, converge_table
+from ansible.module_utils.swarmfabric.kernelcaps import kernel_module_state, module_usable
+from ansible.module_utils.swarmfabric.nft import (
+    NftError,
+    apply_argv,
+    canonical_text,
+    desired_table,
+    parse_table,
+    plan_table,
+    read_listing,
+    restore_script,
+)
 from ansible.module_utils.swarmfabric.ruleset import (
     IPT_CHAINS,
     IPT_FORWARD_TABLE,
     SYSCTLS,
+    IpvsRuleError,
+    check_ipvs_line,
     iptables_restore_text,
     ipvs_delta,
     ipvs_lines,
     parse_iptables_save,
     parse_ipvs,
+    parse_ipvs_strict,
 )
 
 TIMEOUT_KEYS = ("tcp", "tcpfin", "udp")
 DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
+# What a freshly loaded ip_vs has: check mode predicts from these when the
+# module is not loaded yet (reading them through ipvsadm would load it).
+KERNEL_SYSCTLS = {"net.ipv4.vs.conn_reuse_mode": "1", "net.ipv4.vs.expire_nodest_conn": "0",
+                  "net.ipv4.vs.conntrack": "0"}
+KERNEL_TIMEOUTS = [900, 120, 60]
+PROC_IPVS = "/proc/net/ip_vs"
+MESH_TABLE = ("ip", "swarmfabric_mesh")
+ARP_TABLE = ("netdev", "swarmfabric_mesh_arp")
 
 
 class MeshError(Exception):
     pass
 
 
+def ipvs_loaded():
+    return os.path.exists(PROC_IPVS)
+
+
+def resolve_backend(module, backend):
+    """``auto``: IPVS when the kernel has ip_vs (loaded, built in, or installed
+    and loadable by us) and its tools are here, nftables otherwise. Read-only
+    (files and PATH), so check mode and a real run always agree."""
+    if backend != "auto":
+        return backend
+    tools = all(module.get_bin_path(t) for t in ("ipvsadm", "ipvsadm-restore", "iptables-save", "iptables-restore"))
+    return "ipvs" if tools and (ipvs_loaded() or module_usable("ip_vs")) else "nftables"
+
+
 class Mesh:
-    """Reads and writes through one module; every write is skipped in check mode."""
+    """Read everything once, plan, validate, then apply in a fixed order.
+
+    Every write goes through ``write``: skipped in check mode, and paired
+    with an undo that ``rollback`` runs, newest first, when a later step
+    fails. Undos re-read the live state, so a step that failed halfway is
+    put back too, and one that had changed nothing is not reported.
+    """
 
     def __init__(self, module):
         self.module = module
@@ -170,52 +211,55 @@ class Mesh:
         self.actions = []
         self.before = {}
         self.after = {}
+        self.undo = []
+        self.writes = 0
 
     def run(self, argv, data=None, what=None):
         rc, out, err = self.module.run_command(argv, data=data, binary_data=True)
         if rc != 0 and what:
-            raise MeshError(f"{what}: {(err or out).strip()}")
+            raise MeshError(f"{what}: {(err or out).strip() or f'exit code {rc}'}")
         return rc, out, err
 
     def bin(self, name):
         return self.module.get_bin_path(name, required=True)
 
-    # nftables tables (mesh and ARP guard) go through nft.py.
-    def table(self, family, name, definition):
-        state = "present" if definition and definition.strip() else "absent"
-        nft = self.bin("nft")
-        try:
-            result = converge_table(lambda a, d: self.run(a, d), nft, family, name, definition, state, self.check)
-        except NftError as exc:
-            raise MeshError(f"table {family} {name}: {exc}") from exc
-        label = f"nft table {family} {name}"
-        self.before[label] = canonical_text(result["before"]).splitlines()
-        self.after[label] = canonical_text(result["after"]).splitlines()
-        self.actions += result["actions"]
+    def write(self, fn, undo=None, label=None, undo_first=True):
+        """Run one write (not in check mode). An undo registered first also
+        covers a step that fails halfway; atomic steps register it after."""
+        if self.check:
+            return
+        if undo and undo_first:
+            self.undo.append((label, undo))
+        self.writes += 1
+        fn()
+        if undo and not undo_first:
+            self.undo.append((label, undo))
 
-    # VIP /32s on the shims.
-    def vips(self, specs):
+    def rollback(self):
+        """(restored, not restored): labels of undos that changed something,
+        and of undos that failed, with the reason."""
+        restored, failed = [], []
+        for label, undo in reversed(self.undo):
+            try:
+                if undo():
+                    restored.append(label)
+            except (MeshError, NftError, OSError) as exc:
+                failed.append(f"{label} ({exc})")
+        return restored, failed
+
+    # --- reads -------------------------------------------------------
+    def read_vips(self, specs):
         ip = self.bin("ip")
+        live = {}
         for spec in specs:
             dev, vrange = spec["device"], ipaddress.IPv4Network(spec["range"])
             _rc, out, _err = self.run([ip, "-j", "addr", "show", "dev", dev], what=f"read addresses of {dev}")
-            live = {a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])
+            have = {a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])
                     if a.get("family") == "inet" and a.get("prefixlen") == 32
                     and ipaddress.IPv4Address(a["local"]) in vrange}
-            want = set(spec.get("addresses") or [])
-            label = f"addresses on {dev}"
-            self.before[label] = sorted(live)
-            self.after[label] = sorted(want)
-            for addr in sorted(want - live):
-                self.actions.append(f"added VIP {addr}/32 on {dev}")
-                if not self.check:
-                    self.run([ip, "addr", "add", f"{addr}/32", "dev", dev], what=f"add {addr} on {dev}")
-            for addr in sorted(live - want):
-                self.actions.append(f"removed VIP {addr}/32 from {dev}")
-                if not self.check:
-                    self.run([ip, "addr", "del", f"{addr}/32", "dev", dev], what=f"remove {addr} from {dev}")
+            live[dev] = live.get(dev, set()) | have
+        return live
 
-    # IPVS backend ------------------------------------------------------
     def read_iptables(self):
         # One iptables-save of every table (one process instead of one per table).
         return parse_iptables_save(self.run([self.bin("iptables-save")], what="read iptables")[1])
@@ -223,102 +267,234 @@ class Mesh:
     def read_ipvs(self):
         return parse_ipvs(self.run([self.bin("ipvsadm"), "-Sn"], what="read IPVS services")[1])
 
+    def read_nft(self, family, name):
+        try:
+            return read_listing(lambda a, d: self.run(a, d), self.bin("nft"), family, name)
+        except NftError as exc:
+            raise MeshError(str(exc)) from exc
+
+    def read_sysctls(self):
+        if not ipvs_loaded():
+            return dict(KERNEL_SYSCTLS)
+        live = {}
+        for key in SYSCTLS:
+            with open("/proc/sys/" + key.replace(".", "/")) as handle:
+                live[key] = handle.read().strip()
+        return live
+
+    def read_timeouts(self):
+        if not ipvs_loaded():
+            return list(KERNEL_TIMEOUTS)
+        out = self.run([self.bin("ipvsadm"), "-L", "--timeout"], what="read IPVS timeouts")[1]
+        return [int(x) for x in out.rsplit(":", 1)[-1].split()]
+
+    # --- writes ------------------------------------------------------
+    def ip_batch(self, lines, what):
+        if lines:
+            self.run([self.bin("ip"), "-batch", "-"], data="\n".join(lines) + "\n", what=what)
+
     def restore_iptables(self, text, test=False):
         argv = [self.bin("iptables-restore"), "--noflush"] + (["--test"] if test else [])
         self.run(argv, data=text, what="validate iptables rules" if test else "apply iptables rules")
 
-    def restore_ipvs(self, lines):
+    def restore_ipvs(self, lines, what="apply IPVS services"):
         if lines:
-            self.run([self.bin("ipvsadm-restore")], data="\n".join(lines) + "\n", what="apply IPVS services")
+            self.run([self.bin("ipvsadm-restore")], data="\n".join(lines) + "\n", what=what)
 
-    def iptables(self, text, tables):
-        """Converge our chains in ``tables`` to the rendered ``text`` and remove
-        our chains in the other tables. Returns the live chains it replaced
-        (for rollback), or None when nothing differed."""
-        desired = {t: lines for t, lines in parse_iptables_save(text or "").items() if t in tables}
-        live = self.read_iptables()
+    def nft_apply(self, script, check=False):
+        self.run(apply_argv(self.bin("nft"), check), data=script,
+                 what="nft refused to validate the mesh tables" if check else "nft refused to apply the mesh tables")
+
+    def write_sysctl(self, key, value):
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as handle:
+            handle.write(value)
+
+    def set_timeouts(self, values):
+        self.run([self.bin("ipvsadm"), "--set", *map(str, values)], what="set IPVS timeouts")
+
+    # --- undos (re-read, compare, put back; True when something was restored)
+    def undo_vips(self, specs, old):
+        now = self.read_vips(specs)
+        lines = [f"addr add {a}/32 dev {dev}" for dev in sorted(old) for a in sorted(old[dev] - now.get(dev, set()))]
+        lines += [f"addr del {a}/32 dev {dev}" for dev in sorted(now) for a in sorted(now[dev] - old.get(dev, set()))]
+        self.ip_batch(lines, "restore VIP addresses")
+        return bool(lines)
+
+    def undo_iptables(self, tables, old):
+        now = self.read_iptables()
+        now = {t: v for t, v in now.items() if t in tables}
+        old = {t: v for t, v in old.items() if t in tables}
+        if now == old:
+            return False
+        self.restore_iptables(iptables_restore_text(old, now))
+        return True
+
+    def undo_ipvs(self, old):
+        apply, delete = ipvs_delta(self.read_ipvs(), old)
+        self.restore_ipvs(apply + delete, what="restore IPVS services")
+        return bool(apply or delete)
+
+
+def plan_and_apply(mesh, params, backend):
+    module, check = mesh.module, mesh.check
+    vip_specs = params["vips"]
+    use_iptables = backend == "ipvs" or bool(module.get_bin_path("iptables-save"))
+    has_ipvsadm = bool(module.get_bin_path("ipvsadm"))
+    if backend == "ipvs":
+        for tool in ("ipvsadm", "ipvsadm-restore", "iptables-save", "iptables-restore"):
+            mesh.bin(tool)
+        if not ipvs_loaded() and kernel_module_state("ip_vs") == "missing":
+            raise MeshError("the IPVS backend was asked for but this kernel has no ip_vs module")
+
+    # 1. Read the whole live state once.
+    live_vips = mesh.read_vips(vip_specs)
+    live_ipt = mesh.read_iptables() if use_iptables else {}
+    live_ipvs = mesh.read_ipvs() if has_ipvsadm and ipvs_loaded() else {}
+    listings = {t: mesh.read_nft(*t) for t in (MESH_TABLE, ARP_TABLE)}
+    if backend == "ipvs":
+        live_sysctls, live_timeouts = mesh.read_sysctls(), mesh.read_timeouts()
+
+    # 2. Plan every step as data.
+    want_vips = {}
+    for spec in vip_specs:
+        want_vips[spec["device"]] = want_vips.get(spec["device"], set()) | set(spec.get("addresses") or [])
+    vip_add, vip_del = [], []
+    for dev, want in want_vips.items():
+        mesh.before[f"addresses on {dev}"] = sorted(live_vips[dev])
+        mesh.after[f"addresses on {dev}"] = sorted(want)
+        vip_add += [(a, dev) for a in sorted(want - live_vips[dev])]
+        vip_del += [(a, dev) for a in sorted(live_vips[dev] - want)]
+
+    ipt_add = ipt_rm = ""
+    ipt_add_tables, ipt_rm_tables = [], []
+    if use_iptables:
+        wanted = IPT_CHAINS if backend == "ipvs" else (IPT_FORWARD_TABLE,)
+        desired_ipt = {t: lines for t, lines in parse_iptables_save(params["iptables"] or "").items() if t in wanted}
         for table in sorted(IPT_CHAINS):
-            self.before[f"iptables {table}"] = live.get(table, [])
-            self.after[f"iptables {table}"] = desired.get(table, [])
-        if live == desired:
-            return None
-        restore = iptables_restore_text(desired, live)
-        self.restore_iptables(restore, test=True)
-        touched = sorted(set(live) | set(desired))
-        self.actions.append("replaced iptables chains " + ", ".join(IPT_CHAINS[t] for t in touched))
-        if not self.check:
-            self.restore_iptables(restore)
-        return live
+            mesh.before[f"iptables {table}"] = live_ipt.get(table, [])
+            mesh.after[f"iptables {table}"] = desired_ipt.get(table, [])
+        ipt_add_tables = sorted(t for t in desired_ipt if live_ipt.get(t) != desired_ipt[t])
+        ipt_rm_tables = sorted(t for t in live_ipt if t not in desired_ipt)
+        ipt_add = iptables_restore_text({t: desired_ipt[t] for t in ipt_add_tables},
+                                        {t: live_ipt[t] for t in ipt_add_tables if t in live_ipt})
+        ipt_rm = iptables_restore_text({}, {t: live_ipt[t] for t in ipt_rm_tables})
 
-    def ipvs_backend(self, ipt_text, ipvs_text, timeouts, drain):
-        live_ipvs, desired_ipvs = self.read_ipvs(), parse_ipvs(ipvs_text)
-        self.before["ipvs"], self.after["ipvs"] = ipvs_lines(live_ipvs), ipvs_lines(desired_ipvs)
-        replaced = self.iptables(ipt_text, IPT_CHAINS)
-        apply, delete = ipvs_delta(live_ipvs, desired_ipvs)
-        self.actions += [f"ipvs: {line}" for line in apply + delete]
-        if not self.check:
-            try:
-                self.restore_ipvs(apply)
-                if delete and drain:
-                    time.sleep(drain)
-                self.restore_ipvs(delete)
-            except MeshError as exc:
-                self.rollback(replaced, ipt_text, live_ipvs)
-                raise MeshError(f"{exc} (rolled back to the previous ruleset)") from exc
-        self.sysctls()
-        self.timeouts(timeouts)
+    nft_script, nft_actions = "", []
+    nft_touched = []
+    definitions = {MESH_TABLE: params["nft"] if backend == "nftables" else None, ARP_TABLE: params["arp_guard"]}
+    for (family, name), definition in definitions.items():
+        state = "present" if definition and definition.strip() else "absent"
+        try:
+            live = parse_table(listings[(family, name)]) if listings[(family, name)] is not None else None
+            desired = desired_table(family, name, definition, state)
+        except NftError as exc:
+            raise MeshError(f"table {family} {name}: {exc}") from exc
+        script, actions = plan_table(family, name, live, desired, definition)
+        label = f"nft table {family} {name}"
+        mesh.before[label] = canonical_text(live).splitlines()
+        mesh.after[label] = canonical_text(desired).splitlines()
+        if script:
+            nft_script += script
+            nft_actions += actions
+            nft_touched.append((family, name))
 
-    def rollback(self, replaced, ipt_text, live_ipvs):
-        if replaced is not None:
-            self.run([self.bin("iptables-restore"), "--noflush"],
-                     data=iptables_restore_text(replaced, parse_iptables_save(ipt_text)))
-        apply, delete = ipvs_delta(self.read_ipvs(), live_ipvs)
-        self.run([self.bin("ipvsadm-restore")], data="\n".join(apply + delete) + "\n")
+    try:
+        desired_ipvs = parse_ipvs_strict(params["ipvs"] or "") if backend == "ipvs" else {}
+        ipvs_add, ipvs_del = ipvs_delta(live_ipvs, desired_ipvs)
+        for line in ipvs_add + ipvs_del:
+            check_ipvs_line(line)
+    except IpvsRuleError as exc:
+        raise MeshError(f"the IPVS rules are refused before anything is written: {exc}") from exc
+    if backend == "ipvs" or live_ipvs:
+        mesh.before["ipvs"], mesh.after["ipvs"] = ipvs_lines(live_ipvs), ipvs_lines(desired_ipvs)
 
-    def sysctls(self):
+    sysctl_set, timeouts_want = [], None
+    if backend == "ipvs":
         for key, value in sorted(SYSCTLS.items()):
-            path = "/proc/sys/" + key.replace(".", "/")
-            with open(path) as handle:
-                live = handle.read().strip()
-            self.before[f"sysctl {key}"], self.after[f"sysctl {key}"] = [live], [value]
-            if live != value:
-                self.actions.append(f"set {key}={value}")
-                if not self.check:
-                    with open(path, "w") as handle:
-                        handle.write(value)
-
-    def timeouts(self, wanted):
-        ipvsadm = self.bin("ipvsadm")
-        out = self.run([ipvsadm, "-L", "--timeout"], what="read IPVS timeouts")[1]
-        live = [int(x) for x in out.rsplit(":", 1)[-1].split()]
+            mesh.before[f"sysctl {key}"], mesh.after[f"sysctl {key}"] = [live_sysctls[key]], [value]
+            if live_sysctls[key] != value:
+                sysctl_set.append((key, value))
+        wanted = {**DEFAULT_TIMEOUTS, **params["ipvs_timeouts"]}
         want = [int(wanted[k]) for k in TIMEOUT_KEYS]
-        self.before["ipvs timeouts"], self.after["ipvs timeouts"] = [str(live)], [str(want)]
-        if live != want:
-            self.actions.append("set IPVS timeouts tcp/tcpfin/udp to " + "/".join(map(str, want)))
-            if not self.check:
-                self.run([ipvsadm, "--set", *map(str, want)], what="set IPVS timeouts")
+        mesh.before["ipvs timeouts"], mesh.after["ipvs timeouts"] = [str(live_timeouts)], [str(want)]
+        if live_timeouts != want:
+            timeouts_want = want
 
-    def leave_ipvs(self):
-        """On the nftables backend, remove the IPVS services an IPVS run of ours left."""
-        if os.path.exists("/proc/net/ip_vs") and self.module.get_bin_path("ipvsadm"):
-            live = self.read_ipvs()
-            if live:
-                apply, delete = ipvs_delta(live, {})
-                self.actions += [f"ipvs: {line}" for line in apply + delete]
-                self.before["ipvs"] = ipvs_lines(live)
-                if not self.check:
-                    self.restore_ipvs(apply + delete)
+    # 3. Validate everything before the first write (check mode stops here).
+    if nft_script:
+        mesh.nft_apply(nft_script, check=True)
+    if ipt_add or ipt_rm:
+        mesh.restore_iptables(ipt_add + ipt_rm, test=True)
 
+    # 4. Apply: add before remove. The new backend is complete before the
+    # old one goes; VIP and real-server removals come last.
+    mesh.actions += [f"added VIP {a}/32 on {dev}" for a, dev in vip_add]
+    if ipt_add:
+        mesh.actions.append("replaced iptables chains " + ", ".join(IPT_CHAINS[t] for t in ipt_add_tables))
+    if backend == "ipvs" and not ipvs_loaded():
+        mesh.actions.append("loaded kernel module ip_vs")
 
-def resolve_backend(module, backend):
-    if backend != "auto":
-        return backend
-    if os.path.exists("/proc/net/ip_vs"):
-        return "ipvs"
-    modprobe = module.get_bin_path("modprobe")
-    if modprobe and not module.check_mode and module.run_command([modprobe, "ip_vs"])[0] == 0:
-        return "ipvs" if os.path.exists("/proc/net/ip_vs") else "nftables"
-    return "nftables"
+    def undo_vips():
+        return mesh.undo_vips(vip_specs, live_vips)
+
+    if vip_add:
+        mesh.write(lambda: mesh.ip_batch([f"addr add {a}/32 dev {dev}" for a, dev in vip_add], "add VIP addresses"),
+                   undo_vips, "VIP addresses")
+    if ipt_add:
+        tables = tuple(ipt_add_tables)
+        mesh.write(lambda: mesh.restore_iptables(ipt_add), lambda: mesh.undo_iptables(tables, live_ipt),
+                   "iptables chains " + ", ".join(IPT_CHAINS[t] for t in tables))
+
+    def nft_step():
+        mesh.write(lambda: mesh.nft_apply(nft_script),
+                   lambda: mesh.nft_apply("".join(restore_script(f, n, listings[(f, n)]) for f, n in nft_touched))
+                   or True,
+                   "nft tables " + ", ".join(f"{f} {n}" for f, n in nft_touched), undo_first=False)
+
+    if backend == "nftables":
+        if nft_script:
+            mesh.actions += nft_actions
+            nft_step()
+    else:
+        if not ipvs_loaded():
+            mesh.write(lambda: mesh.run([mesh.bin("modprobe"), "ip_vs"], what="load the ip_vs module"))
+        mesh.actions += [f"ipvs: {line}" for line in ipvs_add]
+        if ipvs_add:
+            mesh.write(lambda: mesh.restore_ipvs(ipvs_add), lambda: mesh.undo_ipvs(live_ipvs), "IPVS services")
+        for key, value in sysctl_set:
+            mesh.actions.append(f"set {key}={value}")
+            old = live_sysctls[key]
+            mesh.write(lambda k=key, v=value: mesh.write_sysctl(k, v),
+                       lambda k=key, o=old: mesh.write_sysctl(k, o) or True, f"sysctl {key}", undo_first=False)
+        if timeouts_want:
+            mesh.actions.append("set IPVS timeouts tcp/tcpfin/udp to " + "/".join(map(str, timeouts_want)))
+            mesh.write(lambda: mesh.set_timeouts(timeouts_want),
+                       lambda: mesh.set_timeouts(live_timeouts) or True, "IPVS timeouts", undo_first=False)
+        if nft_script:
+            # The nftables mesh goes only now that IPVS is complete.
+            mesh.actions += nft_actions
+            nft_step()
+    if ipt_rm:
+        tables = tuple(ipt_rm_tables)
+        mesh.actions.append("removed iptables chains " + ", ".join(IPT_CHAINS[t] for t in tables))
+        mesh.write(lambda: mesh.restore_iptables(ipt_rm), lambda: mesh.undo_iptables(tables, live_ipt),
+                   "iptables chains " + ", ".join(IPT_CHAINS[t] for t in tables))
+    mesh.actions += [f"removed VIP {a}/32 from {dev}" for a, dev in vip_del]
+    if vip_del:
+        mesh.write(lambda: mesh.ip_batch([f"addr del {a}/32 dev {dev}" for a, dev in vip_del],
+                                         "remove VIP addresses"), undo_vips, "VIP addresses")
+    if backend == "nftables":
+        # Our IPVS services an earlier IPVS run left: gone once nftables serves.
+        mesh.actions += [f"ipvs: {line}" for line in ipvs_add + ipvs_del]
+        if ipvs_add or ipvs_del:
+            mesh.write(lambda: mesh.restore_ipvs(ipvs_add + ipvs_del), lambda: mesh.undo_ipvs(live_ipvs),
+                       "IPVS services")
+    else:
+        mesh.actions += [f"ipvs: {line}" for line in ipvs_del]
+        if ipvs_del:
+            if params["drain_seconds"] and not check:
+                time.sleep(params["drain_seconds"])
+            mesh.write(lambda: mesh.restore_ipvs(ipvs_del), lambda: mesh.undo_ipvs(live_ipvs), "IPVS services")
 
 
 def text_of(sections):
@@ -352,21 +528,18 @@ def main():
             raise MeshError("the nftables backend was picked but no nft ruleset was given")
         if backend == "ipvs" and not (params["ipvs"] is not None and params["iptables"]):
             raise MeshError("the IPVS backend was picked but no ipvs/iptables rulesets were given")
-        mesh.vips(params["vips"])
-        if backend == "nftables":
-            # Without iptables there is no Docker FORWARD policy to get past.
-            if module.get_bin_path("iptables-save"):
-                mesh.iptables(params["iptables"], [IPT_FORWARD_TABLE])
-            mesh.leave_ipvs()
-            mesh.table("ip", "swarmfabric_mesh", params["nft"])
-        else:
-            mesh.table("ip", "swarmfabric_mesh", None)
-            mesh.ipvs_backend(params["iptables"], params["ipvs"],
-                              {**DEFAULT_TIMEOUTS, **params["ipvs_timeouts"]},
-                              params["drain_seconds"])
-        mesh.table("netdev", "swarmfabric_mesh_arp", params["arp_guard"])
-    except MeshError as exc:
-        module.fail_json(msg=f"Cannot apply the mesh ruleset ({backend}): {exc}", actions=mesh.actions)
+        plan_and_apply(mesh, params, backend)
+    except (MeshError, OSError) as exc:
+        restored, failed = mesh.rollback()
+        msg = f"Cannot apply the mesh: {exc}"
+        if restored:
+            msg += "; rolled back " + ", ".join(restored)
+        if failed:
+            msg += "; could NOT restore " + "; ".join(failed)
+        if not restored and not failed:
+            msg += "; nothing was changed" if not mesh.writes else "; no change had reached the kernel"
+        module.fail_json(msg=msg, backend=backend, actions=mesh.actions, rolled_back=restored,
+                         not_restored=failed)
     before, after = text_of(mesh.before), text_of(mesh.after)
     b, a = Counter(before.splitlines()), Counter(after.splitlines())
     result = {"changed": bool(mesh.actions), "backend": backend, "actions": mesh.actions,

@@ -264,14 +264,51 @@ def apply_argv(nft, check):
     return [nft, "-c", "-f", "/dev/stdin"] if check else [nft, "-f", "/dev/stdin"]
 
 
-def read_table(run, nft, family, name):
-    """The live table, or None when it does not exist. `run(argv, data)` -> (rc, out, err)."""
+def read_listing(run, nft, family, name):
+    """The live table as `nft list table` prints it, or None when it does not exist."""
     rc, out, err = run(list_argv(nft, family, name), None)
     if rc != 0:
         if "No such file or directory" in err or "does not exist" in err:
             return None
         raise NftError(f"nft list table {family} {name} failed: {err.strip()}")
-    return parse_table(out)
+    return out
+
+
+def read_table(run, nft, family, name):
+    """The live table, or None when it does not exist. `run(argv, data)` -> (rc, out, err)."""
+    listing = read_listing(run, nft, family, name)
+    return None if listing is None else parse_table(listing)
+
+
+def desired_table(family, name, definition, state):
+    """The parsed definition (None for state absent), checked to name this table."""
+    if state != "present":
+        return None
+    desired = parse_table(definition)
+    if (desired.family, desired.name) != (family, name):
+        raise NftError(f"the definition declares table {desired.family} {desired.name}, not {family} {name}")
+    return desired
+
+
+def plan_table(family, name, live, desired, definition):
+    """(script, actions) taking `live` to `desired`; ("", []) when they are equal."""
+    if live == desired:
+        return "", []
+    if desired is None:
+        return delete_script(family, name), [f"deleted table {family} {name}"]
+    if live is None:
+        return definition.rstrip() + "\n", [f"created table {family} {name}"]
+    delta = plan_delta(live, desired)
+    if delta is None:
+        return replace_script(family, name, definition), [f"reloaded table {family} {name} in one transaction"]
+    return "\n".join(delta[0]) + "\n", delta[1]
+
+
+def restore_script(family, name, listing):
+    """One transaction putting back a table as `nft list table` printed it
+    (``listing`` None: the table did not exist, so it goes)."""
+    script = f"table {family} {name} {{}}\ndelete table {family} {name}\n"
+    return script + (listing.rstrip() + "\n" if listing is not None else "")
 
 
 def converge_table(run, nft, family, name, definition, state, check_mode):
@@ -282,25 +319,11 @@ def converge_table(run, nft, family, name, definition, state, check_mode):
     script and commits all of it or nothing, so a real run needs no separate
     validation pass. Check mode runs only the validation (`nft -c -f`).
     """
-    desired = None
-    if state == "present":
-        desired = parse_table(definition)
-        if (desired.family, desired.name) != (family, name):
-            raise NftError(f"the definition declares table {desired.family} {desired.name}, not {family} {name}")
+    desired = desired_table(family, name, definition, state)
     live = read_table(run, nft, family, name)
     if live == desired:
         return {"changed": False, "actions": [], "before": live, "after": desired}
-    if desired is None:
-        script, actions = delete_script(family, name), [f"deleted table {family} {name}"]
-    elif live is None:
-        script, actions = definition.rstrip() + "\n", [f"created table {family} {name}"]
-    else:
-        delta = plan_delta(live, desired)
-        if delta is None:
-            script = replace_script(family, name, definition)
-            actions = [f"reloaded table {family} {name} in one transaction"]
-        else:
-            script, actions = "\n".join(delta[0]) + "\n", delta[1]
+    script, actions = plan_table(family, name, live, desired, definition)
     rc, _out, err = run(apply_argv(nft, check_mode), script)
     if rc != 0:
         step = "validate" if check_mode else "apply"

@@ -9,6 +9,7 @@ restore files that mesh_ruleset applies.
 """
 
 import ipaddress
+import re
 
 # fwmark layout (plan.py): 0x5F in the top byte, 16 bits from the service
 # name. Bits 16..23 number the (protocol, port) endpoints of one service, so
@@ -154,6 +155,80 @@ def parse_ipvs(text):
         elif argv[0] == "-a":
             weight = int(argv[argv.index("-w") + 1]) if "-w" in argv else 1
             services.setdefault(mark, ("wlc", {}))[1][argv[argv.index("-r") + 1]] = (_rs_flags(argv), weight)
+    return services
+
+
+# ipvsadm has no test mode: every line mesh_ruleset will feed to
+# ipvsadm-restore is checked against this grammar first (fwmark services in
+# our range only, NAT/DR/tunnel real servers with an explicit weight).
+SCHEDULERS = frozenset({"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"})
+_RS = r"(?P<rs>\d{1,3}(?:\.\d{1,3}){3}:\d{1,5})"
+_IPVS_GRAMMAR = {
+    "-A": re.compile(r"-A -f (?P<mark>\d+) -s (?P<sched>[a-z]+)"),
+    "-E": re.compile(r"-E -f (?P<mark>\d+) -s (?P<sched>[a-z]+)"),
+    "-D": re.compile(r"-D -f (?P<mark>\d+)"),
+    "-a": re.compile(rf"-a -f (?P<mark>\d+) -r {_RS} (?P<method>-[mgi]) -w (?P<weight>\d+)"),
+    "-e": re.compile(rf"-e -f (?P<mark>\d+) -r {_RS} (?P<method>-[mgi]) -w (?P<weight>\d+)"),
+    "-d": re.compile(rf"-d -f (?P<mark>\d+) -r {_RS}"),
+}
+
+
+class IpvsRuleError(ValueError):
+    """A line that mesh_ruleset refuses to give to ipvsadm-restore."""
+
+
+def check_ipvs_line(line):
+    """Raise IpvsRuleError unless ``line`` is one command of our grammar."""
+    argv = line.split()
+    pattern = _IPVS_GRAMMAR.get(argv[0] if argv else "")
+    match = pattern.fullmatch(" ".join(argv)) if pattern else None
+    if not match:
+        raise IpvsRuleError(f"not an IPVS command mesh_ruleset writes: {line!r}")
+    fields = match.groupdict()
+    mark = int(fields["mark"])
+    if not ours(mark) or mark > 0xFFFFFFFF:
+        raise IpvsRuleError(f"fwmark {mark:#x} is outside our range 0x5F000000/0xff000000: {line!r}")
+    if "sched" in fields and fields["sched"] not in SCHEDULERS:
+        raise IpvsRuleError(f"unknown IPVS scheduler {fields['sched']!r}: {line!r}")
+    if "rs" in fields:
+        host, port = fields["rs"].rsplit(":", 1)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as exc:
+            raise IpvsRuleError(f"bad real server address {host!r}: {line!r}") from exc
+        if not 1 <= int(port) <= 65535:
+            raise IpvsRuleError(f"bad real server port {port}: {line!r}")
+    if "weight" in fields and not 0 <= int(fields["weight"]) <= 65535:
+        raise IpvsRuleError(f"bad weight {fields['weight']}: {line!r}")
+    return fields
+
+
+def parse_ipvs_strict(text):
+    """The rendered restore file (mesh.ipvs.j2), every line checked: only
+    ``-A`` services and ``-a`` real servers of services declared above them,
+    each once. Returns what parse_ipvs returns."""
+    services = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = " ".join(raw.split())
+        if not line:
+            continue
+        try:
+            fields = check_ipvs_line(line)
+        except IpvsRuleError as exc:
+            raise IpvsRuleError(f"line {number}: {exc}") from None
+        mark, verb = int(fields["mark"]), line.split()[0]
+        if verb == "-A":
+            if mark in services:
+                raise IpvsRuleError(f"line {number}: service fwmark {mark} declared twice")
+            services[mark] = (fields["sched"], {})
+        elif verb == "-a":
+            if mark not in services:
+                raise IpvsRuleError(f"line {number}: real server for undeclared service fwmark {mark}")
+            if fields["rs"] in services[mark][1]:
+                raise IpvsRuleError(f"line {number}: real server {fields['rs']} listed twice")
+            services[mark][1][fields["rs"]] = (fields["method"], int(fields["weight"]))
+        else:
+            raise IpvsRuleError(f"line {number}: a rendered file only adds (-A, -a): {line!r}")
     return services
 
 
