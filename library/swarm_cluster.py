@@ -6,17 +6,27 @@ DOCUMENTATION = r"""
 module: swarm_cluster
 short_description: Reconcile the swarm's node list with the description, quorum-safely
 description:
-  - Runs on a live manager. Reads the node list over the Docker Engine API unix socket, matches
-    each described node (by node id, else by address, else by hostname), and applies
-    roles, labels (exactly; labels not described are removed) and availability.
+  - Runs on a live manager. Reads the node list over the Docker Engine API unix socket and
+    matches each described host to its swarm node by something stable - never by hostname or
+    address. A host that answered in this run gives its own node id (O(nodes[].node_id)); the
+    module then records it in the swarm as the node label C(io.swarmfabric.host=<name>). A host
+    that did not answer is found by that label, read back from the node list.
+  - Roles, labels and availability are applied to the hosts that answered. Labels are set
+    exactly, except that labels under the reserved prefix C(io.swarmfabric.) are the toolkit's
+    own (kept; a described label may not use the prefix).
+  - A described host that cannot be reached in this run (O(nodes[].reachable=false)) is never
+    drained, demoted, promoted or relabelled; what it would get is returned in RV(deferred), and
+    it counts with its current role in the quorum arithmetic.
   - Managers change in a quorum-safe order. Promotions come first and are waited for, then
     demotions one at a time (unreachable managers first, the manager running the module last).
     A step never leaves fewer reachable managers than a majority.
   - A description that would cost more than one level of fault tolerance in one run (for
     example 5 managers to 1) is refused before anything changes; the error gives the safe path.
-  - A swarm node that no described node matches is drained, demoted if it is a manager, and,
-    with O(remove_nodes=true), removed from the node list once it is down (forced after
-    O(wait_timeout)). Let the host leave (M(swarm_node) C(state=absent)) between the two.
+  - A swarm node that no described host matches is retired only when every described host was
+    matched (otherwise it may be one of them). It is drained, demoted if it is a manager, and,
+    with O(remove_nodes=true), removed from the node list once it is down. A node that does not
+    go down within O(wait_timeout), or an API error, leaves it in place with a warning; removal
+    is never forced. Let the host leave (M(swarm_node) C(state=absent)) between the two.
 version_added: "1.0.0"
 author: Swarmfabric
 options:
@@ -44,12 +54,15 @@ options:
         type: str
         choices: [active, pause, drain]
         default: active
-      addr:
-        description: The node's advertise address, used to find it in the node list.
-        type: str
       node_id:
-        description: The swarm id of the node when known (from M(swarm_node)); wins over the address.
+        description:
+          - The node id the host's own daemon reported in this run (from M(swarm_node)). Without
+            it the node is found by its C(io.swarmfabric.host) label.
         type: str
+      reachable:
+        description: Whether the host answered in this run. Changes to an unreachable host are deferred.
+        type: bool
+        default: true
   remove_nodes:
     description: Remove nodes that are not described (after draining and demoting them).
     type: bool
@@ -70,10 +83,10 @@ EXAMPLES = r"""
 - name: Reconcile roles, labels and availability
   swarm_cluster:
     nodes:
-      - {name: node1, role: manager, addr: 172.30.0.11}
-      - {name: node2, role: manager, addr: 172.30.0.12}
-      - {name: node3, role: manager, addr: 172.30.0.13, availability: drain}
-      - {name: node4, role: worker, addr: 172.30.0.14, labels: {zone: a}}
+      - {name: m1, role: manager, node_id: 4k2v9mzq1s0fk1w5r3d8y7x6e}
+      - {name: m2, role: manager, node_id: 8d1c0b7a6z5y4x3w2v1u0t9s8}
+      - {name: m3, role: manager, reachable: false}   # found by its io.swarmfabric.host label
+      - {name: w1, role: worker, node_id: q9w8e7r6t5y4u3i2o1p0a9s8d, labels: {zone: a}}
 """
 
 RETURN = r"""
@@ -82,12 +95,22 @@ nodes:
   returned: always
   type: dict
 missing:
-  description: Described nodes that are not in the swarm (not joined yet, or unreachable).
+  description: Described hosts with no node in the swarm (not joined yet, or unreachable without an identity label).
   returned: always
   type: list
   elements: str
+unreachable:
+  description: Described hosts that did not answer in this run (O(nodes[].reachable=false)).
+  returned: always
+  type: list
+  elements: str
+deferred:
+  description: Per unreachable host, the changes it would get; applied by the next run that reaches it.
+  returned: always
+  type: dict
+  sample: {m3: ["set availability of m3 to drain"]}
 pending_removal:
-  description: Swarm nodes (hostname or id) that are not described and are still in the node list.
+  description: Swarm nodes (identity label, hostname or id) that are not described and are still in the node list.
   returned: always
   type: list
   elements: str
@@ -165,6 +188,10 @@ def plan_managers(current, reachable, desired, self_id=None):
     return promote, demote
 
 
+HOST_LABEL = "io.swarmfabric.host"
+RESERVED_PREFIX = "io.swarmfabric."
+
+
 def node_view(node):
     spec = node.get("Spec") or {}
     return {
@@ -174,36 +201,56 @@ def node_view(node):
     }
 
 
+def identity(node):
+    return ((node.get("Spec") or {}).get("Labels") or {}).get(HOST_LABEL, "")
+
+
 def match_nodes(desired, live):
-    """Map desired name -> live node; return (matched, undesired live nodes)."""
+    """Map desired name -> live node; return (matched, undescribed live nodes).
+
+    A host that answered in this run names its own node id (its daemon's
+    word); any other host is found by the identity label the swarm keeps for
+    it. Hostnames and addresses are never used: they are not stable.
+    """
     by_id = {node["ID"]: node for node in live}
-    matched = {}
-    taken = set()
-
-    def pick(candidates):
-        # Prefer a ready node over a stale "down" entry of the same host.
-        candidates = [node for node in candidates if node["ID"] not in taken]
-        candidates.sort(key=lambda node: ((node.get("Status") or {}).get("State") != "ready", node["ID"]))
-        return candidates[0] if candidates else None
-
+    matched, taken = {}, set()
     for want in desired:
         node = by_id.get(want.get("node_id") or "")
-        if node is None or node["ID"] in taken:
-            node = pick([n for n in live if want.get("addr") and (n.get("Status") or {}).get("Addr") == want["addr"]])
-        if node is None:
-            node = pick([n for n in live if (n.get("Description") or {}).get("Hostname") == want["name"]])
-        if node is not None:
+        if node is not None and node["ID"] not in taken:
             matched[want["name"]] = node
             taken.add(node["ID"])
+    for want in desired:
+        if want["name"] in matched or want.get("node_id"):
+            # A host that named an id the managers do not list is not a
+            # member, whatever its old label says (it re-joins).
+            continue
+        candidates = [node for node in live if node["ID"] not in taken and identity(node) == want["name"]]
+        # Prefer a ready node over a stale "down" entry of the same host.
+        candidates.sort(key=lambda node: ((node.get("Status") or {}).get("State") != "ready", node["ID"]))
+        if candidates:
+            matched[want["name"]] = candidates[0]
+            taken.add(candidates[0]["ID"])
     return matched, [node for node in live if node["ID"] not in taken]
 
 
 def display(node):
-    return (node.get("Description") or {}).get("Hostname") or node["ID"]
+    return node.get("_name") or identity(node) or (node.get("Description") or {}).get("Hostname") or node["ID"]
 
 
 def fmt_labels(labels):
     return "{" + ", ".join(f"{key}: {value}" for key, value in sorted(labels.items())) + "}"
+
+
+def goal_labels(name, want, live_labels):
+    """The described labels, our identity label, and the live node's other reserved labels."""
+    labels = {key: value for key, value in live_labels.items() if key.startswith(RESERVED_PREFIX)}
+    labels.update(want["labels"] or {})
+    labels[HOST_LABEL] = name
+    return labels
+
+
+def user_labels(labels):
+    return {key: value for key, value in labels.items() if not key.startswith(RESERVED_PREFIX)}
 
 
 class Cluster:
@@ -211,6 +258,8 @@ class Cluster:
         self.module = module
         self.api = api
         self.actions = []
+        self.deferred = {}
+        self.warnings = []
         self.timeout = module.params["wait_timeout"]
         self.self_id = (api.get("/info").get("Swarm") or {}).get("NodeID")
 
@@ -225,6 +274,9 @@ class Cluster:
         spec = dict(node.get("Spec") or {})
         spec.update(changes)
         self.api.post(f"/nodes/{node_id}/update", body=spec, query={"version": node["Version"]["Index"]})
+
+    def defer(self, name, text):
+        self.deferred.setdefault(name, []).append(text)
 
     def wait_for(self, what, predicate):
         if self.module.check_mode:
@@ -247,26 +299,71 @@ class Cluster:
     def is_down(self, node_id):
         return (self.api.get(f"/nodes/{node_id}").get("Status") or {}).get("State") == "down"
 
+    def retire(self, node):
+        """Remove one undescribed node once it is down; never forced."""
+        name = display(node)
+        if self.module.check_mode:
+            self.actions.append(f"removed {name} from the swarm")
+            return True
+        try:
+            self.wait_for(f"{name} to go down", lambda n=node["ID"]: self.is_down(n))
+            self.api.delete(f"/nodes/{node['ID']}")
+        except DockerAPIError as exc:
+            # A node that is still up, or a daemon that does not answer, is
+            # kept: a forced removal would cut a live node out of the swarm.
+            self.warnings.append(f"Cannot remove {name} from the swarm yet: {exc}; it stays in the node list "
+                                 "(make it leave, then run again)")
+            return False
+        self.actions.append(f"removed {name} from the swarm")
+        return True
+
     def run(self, desired, remove_nodes):
+        for item in desired:
+            reserved = sorted(key for key in item["labels"] or {} if key.startswith(RESERVED_PREFIX))
+            if reserved:
+                self.module.fail_json(msg=f"Cannot reconcile swarm nodes: label {reserved[0]} of {item['name']} uses "
+                                      f"the reserved prefix {RESERVED_PREFIX}", actions=[])
         live = self.live()
-        matched, undesired = match_nodes(desired, live)
+        matched, undescribed = match_nodes(desired, live)
         want = {item["name"]: item for item in desired}
+        unreachable = sorted(name for name, item in want.items() if not item.get("reachable", True))
+        missing = sorted(set(want) - set(matched))
+        # Retiring is only safe when every described host was found: an
+        # unmatched one may be any of the undescribed nodes.
+        may_retire = not missing
+        reached = {name: node for name, node in matched.items() if want[name].get("reachable", True)}
+        # An undescribed node may carry the label of a described host (its
+        # entry from before a re-join): name it apart from that host.
+        for node in undescribed:
+            if display(node) in want:
+                node["_name"] = f"{display(node)} (stale entry {node['ID'][:12]})"
         names = {node["ID"]: name for name, node in matched.items()}
-        names.update({node["ID"]: display(node) for node in undesired})
+        names.update({node["ID"]: display(node) for node in undescribed})
+
+        before = {name: node_view(node) for name, node in matched.items()}
+        before.update({display(node): node_view(node) for node in undescribed})
+        after = {}
+        for name in matched:
+            if name in reached:
+                after[name] = {"role": want[name]["role"], "availability": want[name]["availability"],
+                               "labels": goal_labels(name, want[name], before[name]["labels"])}
+            else:
+                after[name] = before[name]
+                self.defer_changes(name, before[name], want[name])
+        for name in missing:
+            if not want[name].get("reachable", True):
+                self.defer(name, f"not found in the swarm's node list (no node carries {HOST_LABEL}={name})")
 
         managers = [node["ID"] for node in live if node.get("ManagerStatus")]
         reachable = [node["ID"] for node in live
                      if (node.get("ManagerStatus") or {}).get("Reachability") == "reachable"]
-        desired_managers = [matched[name]["ID"] for name in matched if want[name]["role"] == "manager"]
+        keep = [node["ID"] for name, node in matched.items() if after[name]["role"] == "manager"]
+        if not may_retire:
+            keep += [node["ID"] for node in undescribed if node.get("ManagerStatus")]
         try:
-            promote, demote = plan_managers(managers, reachable, desired_managers, self.self_id)
+            promote, demote = plan_managers(managers, reachable, keep, self.self_id)
         except QuorumError as exc:
             self.module.fail_json(msg=f"Cannot reconcile swarm managers: {exc}", actions=[])
-
-        before = {name: node_view(node) for name, node in matched.items()}
-        before.update({display(node): node_view(node) for node in undesired})
-        after = {name: {"role": want[name]["role"], "availability": want[name]["availability"],
-                        "labels": dict(want[name]["labels"] or {})} for name in matched}
 
         # 1. Promotions first, each with its node's settings; wait until reachable.
         for node_id in promote:
@@ -275,52 +372,63 @@ class Cluster:
                         Labels=after[name]["labels"], Availability=after[name]["availability"])
             self.wait_for(f"{name} to become a reachable manager", lambda n=node_id: self.is_reachable_manager(n))
         # 2. Labels and availability of the others; drain undescribed nodes.
-        for name, node in sorted(matched.items()):
+        for name, node in sorted(reached.items()):
             if node["ID"] in promote:
                 continue
             have, goal = before[name], after[name]
             if have["labels"] != goal["labels"]:
-                self.update(node["ID"], f"set labels of {name} to {fmt_labels(goal['labels'])}", Labels=goal["labels"])
+                self.update(node["ID"], f"set labels of {name} to {fmt_labels(user_labels(goal['labels']))}",
+                            Labels=goal["labels"])
             if have["availability"] != goal["availability"]:
                 self.update(node["ID"], f"set availability of {name} to {goal['availability']}",
                             Availability=goal["availability"])
-        for node in undesired:
-            if node_view(node)["availability"] != "drain":
-                self.update(node["ID"], f"drained {display(node)} (not in the description)", Availability="drain")
+        if may_retire:
+            for node in undescribed:
+                if node_view(node)["availability"] != "drain":
+                    self.update(node["ID"], f"drained {display(node)} (not in the description)", Availability="drain")
         # 3. Demotions one at a time, each settled before the next.
         for node_id in demote:
             self.update(node_id, f"demoted {names[node_id]}", Role="worker")
             if node_id != self.self_id:
                 self.wait_for(f"{names[node_id]} to leave the managers", lambda n=node_id: self.is_not_manager(n))
-        # 4. Removal of undescribed nodes, once down (forced after the timeout).
+        # 4. Removal of undescribed nodes once they are down, never forced.
         pending = []
-        for node in undesired:
-            if not remove_nodes or node["ID"] == self.self_id:
+        for node in undescribed:
+            if not (may_retire and remove_nodes) or node["ID"] == self.self_id or not self.retire(node):
                 pending.append(display(node))
-                continue
-            self.actions.append(f"removed {display(node)} from the swarm")
-            if self.module.check_mode:
-                continue
-            try:
-                self.wait_for(f"{display(node)} to go down", lambda n=node["ID"]: self.is_down(n))
-                force = False
-            except DockerAPIError:
-                force = True
-            self.api.delete(f"/nodes/{node['ID']}", query={"force": force})
+        if undescribed and not may_retire:
+            self.warnings.append(
+                f"Not retiring {', '.join(sorted(display(n) for n in undescribed))}: described hosts "
+                f"{', '.join(missing)} were not found in the swarm, and an undescribed node may be one of them")
 
         result = {
             "changed": bool(self.actions),
             "actions": self.actions,
-            "missing": sorted(set(want) - set(matched)),
+            "missing": missing,
+            "unreachable": unreachable,
+            "deferred": self.deferred,
             "pending_removal": sorted(pending),
             "nodes": {name: dict(after[name], id=node["ID"]) for name, node in matched.items()},
         }
+        for text in self.warnings:
+            self.module.warn(text)
         if self.module._diff:
             result["diff"] = {
                 "before": before,
-                "after": dict(after, **{display(n): node_view(n) for n in undesired if not remove_nodes}),
+                "after": dict(after, **{display(n): node_view(n) for n in undescribed if display(n) in pending}),
             }
         return result
+
+    def defer_changes(self, name, have, item):
+        """Record what an unreachable host would get; nothing is applied to it."""
+        goal_role, goal_av = item["role"], item["availability"]
+        labels = goal_labels(name, item, have["labels"])
+        if have["role"] != goal_role:
+            self.defer(name, f"{'promote' if goal_role == 'manager' else 'demote'} {name}")
+        if have["labels"] != labels:
+            self.defer(name, f"set labels of {name} to {fmt_labels(user_labels(labels))}")
+        if have["availability"] != goal_av:
+            self.defer(name, f"set availability of {name} to {goal_av}")
 
 
 def main():
@@ -333,8 +441,8 @@ def main():
                     "role": {"type": "str", "choices": ["manager", "worker"], "required": True},
                     "labels": {"type": "dict", "default": {}},
                     "availability": {"type": "str", "choices": ["active", "pause", "drain"], "default": "active"},
-                    "addr": {"type": "str"},
                     "node_id": {"type": "str"},
+                    "reachable": {"type": "bool", "default": True},
                 },
             },
             "remove_nodes": {"type": "bool", "default": True},

@@ -14,6 +14,9 @@ description:
   - A host already in a B(different) swarm (another cluster id, or a swarm without our name) is
     an error that names both, never C(ok). A host left half-joined (C(pending) or C(error)) is
     made to leave and joins again. A locked manager is unlocked with O(unlock_key).
+  - The swarm's own view is the truth for membership. A host whose daemon says it is an active
+    member but which the managers no longer list (O(listed=false), for example after
+    C(docker node rm) on a manager) leaves its stale local state with force and joins again.
   - Role changes of a host that is already a member are the job of M(swarm_cluster); this
     module only checks that a fresh join gave the requested O(role).
   - C(state=query) reads the state and changes nothing.
@@ -74,6 +77,17 @@ options:
       - On a manager, return the join tokens and the unlock key. The task must set C(no_log).
     type: bool
     default: false
+  return_nodes:
+    description:
+      - On a manager, return the swarm's node list (RV(nodes)) as the managers see it.
+    type: bool
+    default: false
+  listed:
+    description:
+      - Whether the swarm's managers list this host's node id (read on a live manager with
+        O(return_nodes)). C(false) makes an active member leave with force and join again.
+    type: bool
+    default: true
 notes:
   - O(advertise_addr), O(listen_addr) and O(autolock) at creation are only used when the host
     initialises or joins; the module never moves a member to another address.
@@ -147,6 +161,14 @@ join_tokens:
   returned: when return_tokens is true and the host is a manager
   type: dict
   sample: {worker: SWMTKN-1-..., manager: SWMTKN-1-...}
+nodes:
+  description:
+    - The swarm's nodes as the managers list them, with the toolkit's identity label
+      (C(io.swarmfabric.host)) and the address the managers see (C(Status.Addr)).
+  returned: when return_nodes is true and the host is a manager
+  type: list
+  elements: dict
+  sample: [{id: 4k2v9mzq, host: m1, hostname: node1, addr: 172.30.0.11, state: ready, role: manager}]
 unlock_key:
   description: The swarm's unlock key when autolock is on. Secret.
   returned: when return_tokens is true and the host is a manager
@@ -166,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
 
 NAME_LABEL = "io.swarmfabric.name"
+HOST_LABEL = "io.swarmfabric.host"
 HALF_JOINED = ("pending", "error")
 
 
@@ -205,6 +228,18 @@ def read_state(api):
         node = api.get(f"/nodes/{state['node_id']}")
         state["manager_addr"] = (node.get("ManagerStatus") or {}).get("Addr", "")
     return state
+
+
+def node_record(node):
+    spec, status = node.get("Spec") or {}, node.get("Status") or {}
+    return {
+        "id": node.get("ID", ""),
+        "host": (spec.get("Labels") or {}).get(HOST_LABEL, ""),
+        "hostname": (node.get("Description") or {}).get("Hostname", ""),
+        "addr": status.get("Addr", ""),
+        "state": status.get("State", ""),
+        "role": spec.get("Role", "worker"),
+    }
 
 
 def role_of(state):
@@ -334,6 +369,17 @@ class Membership:
             "POST", "/swarm/update", body=spec, query={"version": swarm["Version"]["Index"]},
         )
 
+    def rejoin(self):
+        """Leave a membership the managers no longer list, so that the host joins again."""
+        if self.params["listed"] or self.state["node_state"] != "active":
+            return
+        self.act(
+            f"left stale swarm state (node {self.state['node_id']} is not in the managers' node list)",
+            "POST", "/swarm/leave", query={"force": True},
+        )
+        if self.module.check_mode:
+            self.state.update(node_state="inactive", cluster_id="", is_manager=False)
+
     def present(self):
         self.unlock()
         self.repair()
@@ -341,7 +387,8 @@ class Membership:
             message = foreign_swarm_error(self.params, self.state)
             if message:
                 self.module.fail_json(msg=message, cluster_id=self.state["cluster_id"], actions=self.actions)
-        elif self.state["node_state"] == "inactive":
+            self.rejoin()
+        if self.state["node_state"] == "inactive":
             self.create_or_join()
         self.reconcile_autolock()
         if self.module.check_mode and self.actions and self.state["node_state"] == "inactive":
@@ -365,12 +412,18 @@ class Membership:
         return {"join_tokens": {"worker": tokens.get("Worker", ""), "manager": tokens.get("Manager", "")},
                 "unlock_key": key}
 
+    def nodes(self):
+        if not (self.params["return_nodes"] and self.state["is_manager"]):
+            return {}
+        return {"nodes": [node_record(node) for node in self.api.get("/nodes")]}
+
     def result(self):
         out = {key: value for key, value in self.state.items() if key != "error"}
         out.update(changed=bool(self.actions), actions=self.actions)
         if self.module._diff:
             out["diff"] = {"before": self.before, "after": self.summary()}
         out.update(self.tokens())
+        out.update(self.nodes())
         return out
 
 
@@ -390,6 +443,8 @@ def main():
             "unlock_key": {"type": "str", "no_log": True},
             "force": {"type": "bool", "default": False},
             "return_tokens": {"type": "bool", "default": False},
+            "return_nodes": {"type": "bool", "default": False},
+            "listed": {"type": "bool", "default": True},
             "socket": {"type": "path", "default": "/var/run/docker.sock"},
         },
         required_if=[("init", True, ("name",))],

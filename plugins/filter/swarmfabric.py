@@ -11,29 +11,70 @@ import sys
 
 from ansible.errors import AnsibleFilterError
 
+try:  # where each value was read from (ansible-core 2.19's data tags; internal, so optional)
+    from ansible.module_utils._internal._datatag import AnsibleTagHelper
+except ImportError:
+    AnsibleTagHelper = None
+
 # Filter plugins are not on the module_utils path; reach the shared package
 # (plugins/module_utils/swarmfabric) through the repository layout instead.
 _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils')
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
-from swarmfabric.description import validate
+from swarmfabric.description import DescriptionSyntaxError, load_file, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
 from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
 
 
-def swarm_validate(swarm, inventory=None):
+def _origin(value):
+    """(path, line, column) of where Ansible read a value, or None (needs ansible-core 2.19's data tags)."""
+    try:
+        tags = AnsibleTagHelper.tags(value)
+    except Exception:  # another ansible-core: no origins, the checks that need them are skipped
+        return None
+    for tag in tags:
+        if isinstance(getattr(tag, 'path', None), str) and isinstance(getattr(tag, 'line_num', None), int):
+            return tag.path, tag.line_num, getattr(tag, 'col_num', None)
+    return None
+
+
+def _source(swarm):
+    """The YAML file that defined ``swarm``, re-read strictly: Ansible's loader keeps the last of two
+    duplicate keys (a warning at most) and forgets how a value was written (1:30 for 90)."""
+    origin = _origin(swarm)
+    if origin is None or not os.path.isfile(origin[0]):
+        return None
+    try:
+        source = load_file(origin[0])
+    except (OSError, UnicodeError, DescriptionSyntaxError):
+        return None
+    if not isinstance(source.data, dict) or 'swarm' not in source.data:
+        return None
+    return source.under('swarm')
+
+
+def _identity(value):
+    # Ansible hands out a new lazy wrapper on every access; where a container was read stays the same.
+    return _origin(value) or id(value)
+
+
+def swarm_validate(swarm, inventory=None, hostvars=None):
     """Every problem of the description, one line each; [] when it is valid."""
     try:
-        return validate(swarm, None if inventory is None else list(inventory))
+        return validate(swarm, None if inventory is None else list(inventory), hostvars,
+                        source=_source(swarm), identity=_identity)
     except Exception as exc:  # a validator bug must still read as one line, not a traceback
-        return [f'swarm: cannot be validated: {type(exc).__name__}: {exc}']
+        import traceback; open("/tmp/sfv2/tb.txt", "w").write(traceback.format_exc())
+        name = "" if type(exc).__module__.startswith('ansible') else f'{type(exc).__name__}: '
+        return [f'swarm: cannot be validated: {name}{exc}']
 
 
-def swarm_plan(swarm, hostvars):
-    """The whole plan (docs/architecture.md) from a valid description and the hostvars."""
+def swarm_plan(swarm, hostvars, swarm_nodes=None):
+    """The whole plan (docs/architecture.md) from a valid description and the hostvars
+    (and, for hosts without facts, the swarm's node list read on a live manager)."""
     try:
-        return build_plan(swarm, hostvars)
+        return build_plan(swarm, hostvars, swarm_nodes)
     except PlanError as exc:
         raise AnsibleFilterError('Cannot compute the plan:\n' + '\n'.join(exc.errors)) from None
 
@@ -72,8 +113,41 @@ def swarm_mesh_merge(per_node):
     return merge_backends(plain(per_node))
 
 
+def swarm_fabric_index(plan, overlay):
+    """The overlay's index among the encrypted overlays (part of its SPIs and reqids)."""
+    try:
+        return fabric_keys.overlay_index(plain(plan['overlays']), overlay)
+    except (KeyError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot encrypt overlay {overlay}: {exc}') from None
+
+
+def swarm_fabric_sas(overlay, plan, host, reads, secret, nonce, phase='converge', epoch=None):
+    """One host's peers and SAs (with keys) for one encrypted overlay, derived here on the
+    controller: the master secret never goes to a host (docs/security.md)."""
+    name = overlay['name']
+    try:
+        overlays = plain(plan['overlays'])
+        spec = {'name': name, 'vni': overlays[name]['vni'], 'index': fabric_keys.overlay_index(overlays, name)}
+        return fabric_keys.host_sas(str(secret or ''), plan['name'], str(nonce or ''), spec, host,
+                                    fabric_keys.overlay_members(overlays[name]),
+                                    fabric_keys.live_by_host(plain(reads), name), phase,
+                                    None if epoch is None else int(epoch))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot derive the ESP keys of {host} on overlay {name}: {exc}') from None
+
+
+def swarm_fabric_epoch(reads, overlay, rotate=False):
+    """The overlay's current epoch (a converge adopts it), or with rotate=True the next one."""
+    live = fabric_keys.live_by_host(plain(reads), overlay)
+    if rotate:
+        epochs = [e for h in live.values() for e in [h['epoch'], *(sa['epoch'] for sa in h['sas'])]]
+        return fabric_keys.rotation_epoch(epochs)
+    return fabric_keys.cluster_epoch(h['epoch'] for h in live.values())
+
+
 class FilterModule:
     def filters(self):
         return {'swarm_validate': swarm_validate, 'swarm_plan': swarm_plan, 'swarm_host_view': swarm_host_view,
                 'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets,
-                'swarm_mesh_merge': swarm_mesh_merge}
+                'swarm_mesh_merge': swarm_mesh_merge, 'swarm_fabric_index': swarm_fabric_index,
+                'swarm_fabric_sas': swarm_fabric_sas, 'swarm_fabric_epoch': swarm_fabric_epoch}

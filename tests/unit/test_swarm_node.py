@@ -21,6 +21,9 @@ class FakeModule:
     def fail_json(self, msg, **kwargs):
         raise Failed(msg)
 
+    def warn(self, text):
+        self.warnings = [*getattr(self, "warnings", []), text]
+
 
 class FakeAPI:
     """Answers GETs from a dict of path -> body; records every write."""
@@ -59,6 +62,8 @@ NODE_PARAMS = {
     "unlock_key": None,
     "force": False,
     "return_tokens": False,
+    "return_nodes": False,
+    "listed": True,
 }
 
 
@@ -153,7 +158,7 @@ def test_five_managers_to_one_is_refused_before_any_write():
             "role": "manager" if i == 1 else "worker",
             "labels": {},
             "availability": "active",
-            "addr": f"10.0.0.{i}",
+            "node_id": f"id{i}",
         }
         for i in range(1, 6)
     ]

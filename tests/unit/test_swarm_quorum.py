@@ -83,16 +83,23 @@ def test_every_accepted_plan_keeps_a_reachable_majority(now, reachable, keep, ne
     assert cluster.tolerance(now) - cluster.tolerance(count) <= 1
 
 
-def test_nodes_are_matched_by_id_then_address_then_hostname_preferring_ready():
-    live = [
-        {"ID": "x1", "Status": {"Addr": "10.0.0.1", "State": "down"}, "Description": {"Hostname": "h1"}},
-        {"ID": "x2", "Status": {"Addr": "10.0.0.1", "State": "ready"}, "Description": {"Hostname": "h1"}},
-        {"ID": "x3", "Status": {"Addr": "10.0.0.3", "State": "ready"}, "Description": {"Hostname": "n3"}},
-        {"ID": "x4", "Status": {"Addr": "10.0.0.4", "State": "ready"}, "Description": {"Hostname": "old"}},
+def test_nodes_are_matched_by_id_then_identity_label_never_by_hostname_or_address():
+    def live(node_id, state, hostname, label=None):
+        labels = {cluster.HOST_LABEL: label} if label else {}
+        return {"ID": node_id, "Status": {"Addr": "10.0.0.1", "State": state},
+                "Description": {"Hostname": hostname}, "Spec": {"Labels": labels}}
+
+    nodes = [
+        live("x1", "down", "h1", "m1"),   # a stale entry of m1 before it re-joined
+        live("x2", "ready", "h1", "m1"),
+        live("x3", "ready", "w1"),        # hostname equals a described name: not a match
+        live("x4", "ready", "old", "w2"),  # label says w2, but w3's daemon says it is x4
+        live("x5", "ready", "h5", "gone"),
     ]
     matched, undesired = cluster.match_nodes(
-        [{"name": "n1", "addr": "10.0.0.1"}, {"name": "n3", "addr": "10.9.9.9"}, {"name": "n4", "node_id": "x4"}],
-        live,
+        [{"name": "m1"}, {"name": "w1", "addr": "10.0.0.1"}, {"name": "w3", "node_id": "x4"},
+         {"name": "w2"}, {"name": "w4", "node_id": "unlisted"}],
+        nodes,
     )
-    assert {name: node["ID"] for name, node in matched.items()} == {"n1": "x2", "n3": "x3", "n4": "x4"}
-    assert [node["ID"] for node in undesired] == ["x1"]
+    assert {name: node["ID"] for name, node in matched.items()} == {"m1": "x2", "w3": "x4"}
+    assert [node["ID"] for node in undesired] == ["x1", "x3", "x5"]

@@ -253,12 +253,31 @@ def _host_vars(hostvars, host):
     return found if isinstance(found, Mapping) else {}
 
 
-def build_plan(swarm, hostvars):
-    """Compute the whole plan (docs/architecture.md); raise PlanError on collisions."""
+def swarm_addresses(nodes):
+    """Identity label -> address from the swarm's node list (swarm_node return_nodes).
+
+    A host the run cannot reach has no facts; the managers still know the
+    address it uses (``Status.Addr``). A ready node wins over a stale entry.
+    """
+    found = {}
+    for node in sorted(plain(nodes or []), key=lambda n: n.get('state') == 'ready'):
+        if node.get('host') and node.get('addr') and node.get('addr') != '0.0.0.0':
+            found[node['host']] = node['addr']
+    return found
+
+
+def build_plan(swarm, hostvars, swarm_nodes=None):
+    """Compute the whole plan (docs/architecture.md); raise PlanError on collisions.
+
+    ``swarm_nodes`` is the swarm's node list as a live manager reports it; it
+    gives the underlay of hosts that have neither an address variable nor facts.
+    """
     desc = normalize(swarm)
     hosts = desc['managers'] + desc['workers']
     pins = {host: node['slot'] for host, node in desc['nodes'].items() if node['slot'] is not None}
-    underlay = {host: underlay_address(_host_vars(hostvars, host), desc['advertise_interface']) for host in hosts}
+    known = swarm_addresses(swarm_nodes)
+    underlay = {host: underlay_address(_host_vars(hostvars, host), desc['advertise_interface']) or known.get(host)
+                for host in hosts}
     errors = []
 
     overlays = {}
