@@ -2,22 +2,43 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validation of the swarm description, format v1 (docs/description.md).
 
-Controller only: it needs jsonschema. The schema checks the structure; the
-cross-reference rules below it check what a schema cannot (inventory,
-networks, allocation). Every problem becomes one line
-``<yaml.path>: <value> <rule>``.
+Controller only: it needs jsonschema and PyYAML. Three passes:
+
+1. reading: the value is copied into plain Python (Ansible's tagged and lazy
+   values included), refusing non-string keys, self-referencing aliases and
+   values that cannot be templated;
+2. the schema: structure and strict types (an int is never a float or a
+   bool, every integer has bounds, every pattern is anchored with ``\\Z``);
+3. cross-references in Python: inventory, networks, names the kernel and
+   Docker derive from ours, ports and allocation.
+
+Every problem becomes one line ``<yaml.path>: <value> <rule>``.
 """
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import ipaddress
 import json
+import re
+from collections.abc import Mapping
 
+import yaml
 from jsonschema import Draft202012Validator
+from jsonschema.validators import extend
 
-from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips, plain
+from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips
 
 # ---------------------------------------------------------------- schema
+
+# Linux's IFNAMSIZ is 16 bytes with the trailing NUL.
+IFNAMSIZ = 15
+# The deepest description path is 5 levels (swarm.services.web.publish[0].published).
+MAX_DEPTH = 32
+# The largest slot: a /8 cut into /30 node ranges, less the gateway and VIP slots.
+MAX_SLOT = 2 ** 22 - 2
+MAX_DELAY_SECONDS = 24 * 3600
 
 
 def _obj(properties, required=()):
@@ -29,11 +50,9 @@ def _map(pattern, rule, values):
     return {'type': 'object', 'propertyNames': names, 'additionalProperties': values}
 
 
-def _int(low, high=None):
-    schema = {'type': 'integer', 'minimum': low}
-    if high is not None:
-        schema['maximum'] = high
-    return schema
+def _int(low, high):
+    """Every integer has both bounds: nothing unbounded reaches the plan or the kernel."""
+    return {'type': 'integer', 'minimum': low, 'maximum': high}
 
 
 def _enum(*choices):
@@ -44,19 +63,36 @@ def _list(items, **extra):
     return {'type': 'array', 'items': items, **extra}
 
 
+def _text(pattern, rule, noun=None):
+    schema = {'type': 'string', 'pattern': pattern, 'description': rule}
+    if noun:
+        schema['x-noun'] = noun
+    return schema
+
+
 BOOL = {'type': 'boolean'}
 STRING = {'type': 'string', 'minLength': 1}
 PORT = _int(1, 65535)
 HOSTS = _list(STRING, uniqueItems=True)
 
+# Docker's service-name rule (swarmkit's controlapi: [a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*, at most
+# 63 characters), narrowed to lowercase without "_" because the name is also a DNS name.
+SERVICE_NAME = r'\A[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z'
+OVERLAY_NAME = r'\A[a-z][a-z0-9-]{0,9}\Z'
+SWARM_NAME = r'\A[a-z][a-z0-9-]{0,31}\Z'
+LABEL_KEY = r'\A[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?\Z'
+INTERFACE = r'\A[A-Za-z0-9_.:@-]{1,15}\Z'
+DURATION = r'\A(?:[0-9]+(?:ns|us|ms|s|m|h))+\Z'
+IMAGE = r'\A[\x21-\x7e]{1,255}\Z'
+
 NODE = _obj({
     'labels': _map(
-        r'^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$',
+        LABEL_KEY,
         'must be letters, digits, ".", "_", "/" or "-", starting and ending with a letter or digit',
         {'type': 'string'},
     ),
     'availability': _enum('active', 'pause', 'drain'),
-    'slot': _int(1),
+    'slot': _int(1, MAX_SLOT),
 })
 
 OVERLAY = _obj({
@@ -65,14 +101,14 @@ OVERLAY = _obj({
     'encrypted': BOOL,
     'port': PORT,
     'mtu': {'anyOf': [{'const': 'auto'}, _int(1280, 9000)], 'description': 'must be auto or an integer in 1280..9000'},
-    'node_prefix': _int(2, 30),
+    'node_prefix': _int(9, 30),
 }, required=['vni', 'subnet'])
 
 SERVICE = _obj({
-    'image': STRING,
+    'image': _text(IMAGE, 'is not an image reference (1 to 255 printable ASCII characters, no spaces)'),
     'command': _list({'type': 'string'}),
     'mode': _enum('replicated', 'global'),
-    'replicas': _int(0),
+    'replicas': _int(0, 10000),
     'overlays': _list(STRING, uniqueItems=True),
     'endpoint_mode': _enum('vip', 'dnsrr'),
     'vip': {'type': 'string'},
@@ -84,52 +120,50 @@ SERVICE = _obj({
     }, required=['published'])),
     'backends': _list({'type': 'string'}, minItems=1, uniqueItems=True),
     'update': _obj({
-        'parallelism': _int(0),
-        'delay': {
-            'type': 'string',
-            'pattern': r'^([0-9]+(ns|us|ms|s|m|h))+$',
-            'description': 'is not a duration like 5s, 500ms, 1m or 1m30s',
-        },
+        'parallelism': _int(0, 10000),
+        'delay': _text(DURATION, 'is not a duration like 5s, 500ms, 1m or 1m30s', noun='a duration string'),
     }),
 })
 
 MESH = _obj({
     'backend': _enum('auto', 'ipvs', 'nftables'),
     'scheduler': _enum('rr', 'wrr', 'lc', 'sh', 'mh'),
-    'ipvs_timeouts': _obj({'tcp': _int(1), 'tcpfin': _int(1), 'udp': _int(1)}),
+    'ipvs_timeouts': _obj({'tcp': _int(1, 86400), 'tcpfin': _int(1, 86400), 'udp': _int(1, 86400)}),
     'preserve_client_ip': BOOL,
 })
 
 SCHEMA = _obj({
-    'name': {
-        'type': 'string',
-        'pattern': '^[a-z][a-z0-9-]{0,31}$',
-        'description': 'must be 1 to 32 lowercase letters, digits or "-", starting with a letter',
-    },
+    'name': _text(SWARM_NAME, 'must be 1 to 32 lowercase letters, digits or "-", starting with a letter'),
     'managers': {**HOSTS, 'minItems': 1},
     'workers': HOSTS,
-    'advertise_interface': {
-        'type': 'string',
-        'pattern': r'^[A-Za-z0-9_.:@-]{1,15}$',
-        'description': 'is not an interface name (1 to 15 characters)',
-    },
+    'advertise_interface': _text(INTERFACE, f'is not an interface name (1 to {IFNAMSIZ} letters, digits, '
+                                            '".", "_", ":", "@" or "-")'),
     'prune_services': BOOL,
     'autolock': BOOL,
     'nodes': {'type': 'object', 'additionalProperties': NODE},
     'overlays': _map(
-        '^[a-z][a-z0-9-]{0,9}$',
+        OVERLAY_NAME,
         'must be 1 to 10 lowercase letters, digits or "-", starting with a letter (it is part of interface names)',
         OVERLAY,
     ),
     'services': _map(
-        '^[a-z][a-z0-9-]{0,62}$',
-        'must be 1 to 63 lowercase letters, digits or "-", starting with a letter',
+        SERVICE_NAME,
+        'must be 1 to 63 lowercase letters, digits or "-", starting with a letter and ending with a letter or '
+        'digit (Docker\'s service-name rule)',
         SERVICE,
     ),
     'mesh': MESH,
 }, required=['name', 'managers'])
 
-_VALIDATOR = Draft202012Validator(SCHEMA)
+
+def _strict_int(_checker, value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# jsonschema counts 8080.0 as an integer (JSON has one number type); a description does not.
+_Validator = extend(Draft202012Validator,
+                    type_checker=Draft202012Validator.TYPE_CHECKER.redefine('integer', _strict_int))
+_VALIDATOR = _Validator(SCHEMA)
 
 _TYPE_NAMES = {
     'object': 'a mapping',
@@ -142,8 +176,122 @@ _TYPE_NAMES = {
 # Ports the swarm itself listens on, so a published port may not take them.
 _RESERVED = {(2377, 'tcp'): 'swarm management', (7946, 'tcp'): 'swarm gossip', (7946, 'udp'): 'swarm gossip',
              (4789, 'udp'): 'the VXLAN data path'}
+# Ports an overlay's VXLAN socket may not take: the swarm's control plane.
+_SWARM_PORTS = {2377: 'swarm management (2377/tcp)', 7946: 'swarm gossip (7946/tcp and udp)'}
+# Docker's predefined networks: an overlay of that name could not get its Docker network.
+_DOCKER_NETWORKS = ('bridge', 'host', 'none', 'ingress')
+# Ranges no overlay subnet may touch.
+_SPECIAL = [
+    (ipaddress.IPv4Network('0.0.0.0/8'), 'the "this network" range 0.0.0.0/8'),
+    (ipaddress.IPv4Network('127.0.0.0/8'), 'the loopback range 127.0.0.0/8'),
+    (ipaddress.IPv4Network('169.254.0.0/16'), 'the link-local range 169.254.0.0/16'),
+    (ipaddress.IPv4Network('224.0.0.0/4'), 'the multicast range 224.0.0.0/4'),
+    (ipaddress.IPv4Network('240.0.0.0/4'), 'the reserved range 240.0.0.0/4'),
+]
+
+# ---------------------------------------------------------------- reading YAML
+
+
+class DescriptionSyntaxError(ValueError):
+    """A description file is not valid YAML; the message names the file and line."""
+
+
+class Source:
+    """A YAML file as written: its data, duplicate keys and the text of each scalar.
+
+    ``duplicates`` holds (path, first line, second line); ``written`` maps a
+    path to (text, value) for every scalar value, ``written_keys`` a path to
+    the text of its key. Paths are tuples of keys and list indexes.
+    """
+
+    def __init__(self, filename, data, duplicates, written, written_keys):
+        self.filename, self.data = filename, data
+        self.duplicates, self.written, self.written_keys = duplicates, written, written_keys
+
+    def under(self, key):
+        """The same notes for the value under one top-level key, paths relative to it."""
+        def strip(items):
+            return {p[1:]: v for p, v in items.items() if p[:1] == (key,)}
+        duplicates = [(p[1:], a, b) for p, a, b in self.duplicates if p[:1] == (key,) and len(p) > 1]
+        return Source(self.filename, None, duplicates, strip(self.written), strip(self.written_keys))
+
+
+def _mark(mark):
+    return f'line {mark.line + 1}, column {mark.column + 1}'
+
+
+def load_source(text, filename='<description>'):
+    """Parse one YAML document strictly; raise DescriptionSyntaxError naming file and line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        where = _mark(exc.problem_mark) if exc.problem_mark else 'somewhere'
+        context = f' ({exc.context} at {_mark(exc.context_mark)})' if exc.context and exc.context_mark else ''
+        raise DescriptionSyntaxError(f'{filename}: {where}: {exc.problem}{context}') from None
+    except yaml.YAMLError as exc:
+        raise DescriptionSyntaxError(f'{filename}: {exc}') from None
+    finally:
+        loader.dispose()
+    duplicates, written, written_keys = [], {}, {}
+    constructor = yaml.SafeLoader('')
+
+    def scalar(node):
+        try:
+            return constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            return None
+
+    def walk(node, parts, active):
+        if id(node) in active or len(parts) > MAX_DEPTH:
+            return
+        active = active | {id(node)}
+        if isinstance(node, yaml.ScalarNode):
+            written[parts] = (node.value, scalar(node))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*parts, i), active)
+        elif isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == 'tag:yaml.org,2002:merge' or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = scalar(key_node)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue
+                path = (*parts, key)
+                if key in seen:
+                    duplicates.append((path, seen[key], key_node.start_mark.line + 1))
+                seen.setdefault(key, key_node.start_mark.line + 1)
+                written_keys[path] = key_node.value
+                walk(value_node, path, active)
+
+    if node is not None:
+        walk(node, (), frozenset())
+    return Source(filename, data, duplicates, written, written_keys)
+
+
+def load_file(path):
+    """load_source() of a file on disk."""
+    with open(path, encoding='utf-8') as handle:
+        return load_source(handle.read(), str(path))
+
 
 # ---------------------------------------------------------------- messages
+
+
+def _escape(text):
+    """Non-ASCII and control characters as \\uXXXX, so look-alike letters show."""
+    return ''.join(c if ' ' <= c <= '~' else json.dumps(c)[1:-1] for c in text)
+
+
+def _json_default(value):
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return f'<{type(value).__name__}>'
 
 
 def show(value):
@@ -153,15 +301,39 @@ def show(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, (int, float)):
-        return str(value)
-    text = json.dumps(value, sort_keys=True, default=str)
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=' ')
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    text = json.dumps(value, sort_keys=True, default=_json_default)
     return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _kind(value):
+    """What YAML made of an unquoted scalar, when it is not a string."""
+    if isinstance(value, bool):
+        return 'a boolean'
+    if isinstance(value, int):
+        return 'a number'
+    if isinstance(value, float):
+        return 'a number'
+    if isinstance(value, datetime.datetime):
+        return 'a timestamp'
+    if isinstance(value, datetime.date):
+        return 'a date'
+    if value is None:
+        return 'null'
+    return None
 
 
 def yaml_path(parts, root='swarm'):
     path = root
     for part in parts:
-        path += f'[{part}]' if isinstance(part, int) else f'.{part}'
+        if isinstance(part, int) and not isinstance(part, bool):
+            path += f'[{part}]'
+        else:
+            path += f'.{_escape(part) if isinstance(part, str) else show(part)}'
     return path
 
 
@@ -169,43 +341,214 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _schema_errors(swarm):
+class _Report:
+    """The problems found so far, and what is known of how the user wrote each value."""
+
+    def __init__(self, source=None):
+        self.errors, self.first = [], []
+        self.suppressed = set()
+        self.written = source.written if source is not None else {}
+        self.written_keys = source.written_keys if source is not None else {}
+
+    def add(self, line):
+        self.errors.append(line)
+
+    def refuse(self, parts, line, root='swarm'):
+        """A problem that makes every other message about this value noise."""
+        self.first.append(line)
+        self.suppressed.add(yaml_path(parts, root))
+
+    def show(self, parts, value):
+        """The value, and how YAML read it when that differs from what was written."""
+        text = show(value)
+        written = self.written.get(tuple(parts))
+        kind = _kind(value)
+        if written is not None and written[1] == value and type(written[1]) is type(value) and kind:
+            if written[0] != text and value is not None:
+                return f'{text} (YAML read {written[0]} as {kind})'
+        if kind in ('a date', 'a timestamp'):
+            return f'{text} ({kind})'
+        return text
+
+    def lines(self):
+        def hidden(line):
+            path = line.split(': ', 1)[0]
+            return any(path == p or path.startswith((p + '.', p + '[')) for p in self.suppressed)
+        return sorted(set(self.first) | {line for line in self.errors if not hidden(line)})
+
+
+# ---------------------------------------------------------------- reading values
+
+
+def _scalar(item):
+    """A scalar as its plain Python type; raises for Ansible's markers of templates that failed."""
+    if item is None or isinstance(item, bool):
+        return None if item is None else bool(item)
+    if isinstance(item, str):
+        return str(item)
+    if isinstance(item, int):
+        return int(item)
+    if isinstance(item, float):
+        return float(item)
+    if isinstance(item, datetime.datetime):
+        return datetime.datetime.fromisoformat(item.isoformat())
+    if isinstance(item, datetime.date):
+        return datetime.date(item.year, item.month, item.day)
+    str(item)  # a marker of a failed template raises its error here
+    return item
+
+
+def _plain(value, report, identity=id):
+    """Copy a value into plain dict/list/str/int/float/bool/None/date, refusing what YAML should not give.
+
+    ``identity`` tells two views of one container apart from two containers:
+    Ansible hands each nested container out as a new lazy wrapper, so id() alone
+    cannot see a cycle there.
+    """
+
+    def key_problem(parts, key):
+        # The path and the key as the user typed them (on:, not True), when the source is known.
+        written = _escape(report.written_keys.get(tuple(parts)) or show(key))
+        path = f'{yaml_path(parts[:-1])}.{written}'
+        if isinstance(key, bool):
+            return (f'{path}: key {written} is not a string: YAML 1.1 reads an unquoted yes, no, on, off, true or '
+                    f'false as a boolean; quote it ("{written}":)')
+        kind = _kind(key) or f'a {type(key).__name__}'
+        return f'{path}: key {written} is not a string (YAML read it as {kind}); quote it ("{written}":)'
+
+    def copy(item, parts, active):
+        if len(parts) > MAX_DEPTH:
+            report.refuse(parts, f'{yaml_path(parts)}: nests deeper than {MAX_DEPTH} levels '
+                                 '(a YAML alias that refers to itself?)')
+            return None
+        if not isinstance(item, (Mapping, list, tuple)):
+            try:
+                return _scalar(item)
+            except Exception as exc:
+                report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {_message(exc)}')
+                return None
+        if isinstance(item, (Mapping, list, tuple)):
+            ident = identity(item)
+            if ident in active:
+                report.refuse(parts, f'{yaml_path(parts)}: refers to itself (a YAML alias used inside its own '
+                                     'anchor); write the value out')
+                return None
+            active = active | {ident}
+            if isinstance(item, Mapping):
+                out = {}
+                for raw in _read(lambda: list(item.keys()), parts):
+                    here = [*parts, raw]
+                    if not isinstance(raw, str):
+                        report.refuse(here, key_problem(here, raw))
+                        continue
+                    key = str(raw)
+                    try:
+                        value = item[raw]
+                    except Exception as exc:  # a template that fails, reported as the user's problem
+                        report.refuse(here, f'{yaml_path(here)}: cannot be templated: {_message(exc)}')
+                        continue
+                    out[key] = copy(value, here, active)
+                return out
+            out = []
+            for i in range(len(item)):
+                try:
+                    value = item[i]
+                except Exception as exc:
+                    report.refuse([*parts, i], f'{yaml_path([*parts, i])}: cannot be templated: {_message(exc)}')
+                    continue
+                out.append(copy(value, [*parts, i], active))
+            return out
+        return item
+
+    def _read(get, parts):
+        try:
+            return get()
+        except Exception as exc:
+            report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {_message(exc)}')
+            return []
+
+    return copy(value, [], frozenset())
+
+
+_INTERNAL = re.compile(r'<class \'[^\']*\'>|\b_?Ansible[A-Za-z]*(?:Tagged|Lazy|Marker)[A-Za-z]*\b|\bMarkerError\b')
+
+
+def _message(exc):
+    """An exception's text without Ansible's internal class names."""
+    text = _INTERNAL.sub('value', str(exc)).strip()
+    return text or 'the value cannot be read'
+
+
+# ---------------------------------------------------------------- schema messages
+
+
+def _schema_errors(swarm, report):
     for error in _VALIDATOR.iter_errors(swarm):
-        yield from _explain(error)
+        for line in _explain(error, report):
+            report.add(line)
 
 
-def _explain(error):
+def _explain(error, report):
     """Turn one jsonschema error into lines a person can act on."""
     parts, value, schema = list(error.absolute_path), error.instance, error.schema
     kind, arg = error.validator, error.validator_value
     if 'propertyNames' in error.absolute_schema_path:
         yield f'{yaml_path([*parts, value])}: {show(value)} is not a valid name: {schema["description"]}'
     elif kind == 'additionalProperties':
-        allowed = ', '.join(schema['properties'])
-        for key in sorted(set(value) - set(schema['properties']), key=str):
-            yield f'{yaml_path([*parts, key])}: unknown key (allowed: {allowed})'
+        allowed = list(schema['properties'])
+        for key in sorted(set(value) - set(allowed), key=str):
+            hint = ''
+            if isinstance(key, str) and not key.isascii():
+                hint = f'; it has non-ASCII characters: {_escape(key)}'
+            close = difflib.get_close_matches(str(key), allowed, n=1) if isinstance(key, str) else []
+            if close:
+                hint += f'; did you mean {close[0]}?'
+            yield f'{yaml_path([*parts, key])}: unknown key (allowed: {", ".join(allowed)}){hint}'
     elif kind == 'required':
         for key in arg:
             if key not in value:
                 yield f'{yaml_path([*parts, key])}: is required'
     elif kind == 'type':
-        hint = ' (write it unquoted)' if arg == 'integer' and isinstance(value, str) and value.isdigit() else ''
-        yield f'{yaml_path(parts)}: {show(value)} is not {_TYPE_NAMES.get(arg, arg)}{hint}'
+        noun = schema.get('x-noun') or _TYPE_NAMES.get(arg, arg)
+        shown = report.show(parts, value)
+        hint = _type_hint(arg, value)
+        if 'x-noun' in schema and _is_int(value) and value >= 60 and shown == str(value):
+            # The source is not known: say how YAML 1.1 may have made this number.
+            hint += f' (YAML 1.1 reads an unquoted {_sexagesimal(value)} as the number {value})'
+        yield f'{yaml_path(parts)}: {shown} is not {noun}{hint}'
     elif kind in ('minimum', 'maximum'):
         low, high = schema.get('minimum'), schema.get('maximum')
-        rule = f'is out of range {low}..{high}' if high is not None else f'must be {low} or more'
-        yield f'{yaml_path(parts)}: {show(value)} {rule}'
+        yield f'{yaml_path(parts)}: {report.show(parts, value)} is out of range {low}..{high}'
     elif kind == 'enum':
-        yield f'{yaml_path(parts)}: {show(value)} is not one of: {", ".join(arg)}'
+        yield f'{yaml_path(parts)}: {report.show(parts, value)} is not one of: {", ".join(arg)}'
     elif kind == 'uniqueItems':
         dups = sorted({show(item) for i, item in enumerate(value) if item in value[:i]})
         yield f'{yaml_path(parts)}: {show(value)} has duplicates: {", ".join(dups)}'
     elif kind in ('minItems', 'minLength'):
         yield f'{yaml_path(parts)}: {show(value)} must not be empty'
     elif 'description' in schema:
-        yield f'{yaml_path(parts)}: {show(value)} {schema["description"]}'
+        yield f'{yaml_path(parts)}: {report.show(parts, value)} {schema["description"]}'
     else:
-        yield f'{yaml_path(parts)}: {error.message}'
+        yield f'{yaml_path(parts)}: {show(value)} is not valid here'
+
+
+def _sexagesimal(value):
+    digits = []
+    while value:
+        value, rest = divmod(value, 60)
+        digits.append(rest)
+    return ':'.join([str(digits[-1])] + [f'{d:02d}' for d in reversed(digits[:-1])])
+
+
+def _type_hint(wanted, value):
+    if wanted == 'integer':
+        if isinstance(value, str) and re.fullmatch(r'[0-9]+', value):
+            return ' (write it unquoted)'
+        if isinstance(value, float) and value.is_integer():
+            return f' (write {int(value)})'
+    if wanted == 'string' and _kind(value) and value is not None:
+        return '; quote it'
+    return ''
 
 
 # ---------------------------------------------------------------- cross-references
@@ -221,19 +564,28 @@ def _dict(value):
 
 
 def _network(text):
-    """Parse an IPv4 CIDR; return (network, problem)."""
+    """Parse an overlay subnet; return (network, problem)."""
     if not isinstance(text, str):
         return None, None
     try:
         if '/' not in text:
             raise ValueError(text)
-        return ipaddress.IPv4Network(text), None
+        network = ipaddress.IPv4Network(text)
     except ValueError:
         try:
             fixed = ipaddress.IPv4Network(text, strict=False)
         except ValueError:
             return None, 'is not an IPv4 network in CIDR form, like 10.20.0.0/16'
         return None, f'has host bits set; did you mean {fixed}?'
+    if str(network) != text:
+        # 10.20.0.0/255.255.0.0, a hostmask, or a prefix with leading zeros
+        return None, f'is not in canonical CIDR form; write {network}'
+    if network.prefixlen < 8:
+        return None, f'is too large: /{network.prefixlen} is shorter than /8'
+    for special, name in _SPECIAL:
+        if network.overlaps(special):
+            return None, f'overlaps {name}'
+    return network, None
 
 
 def _address(text):
@@ -243,63 +595,162 @@ def _address(text):
         return None
 
 
-def _check_hosts(swarm, inventory, errors):
+def _unusable(address):
+    """Why an address cannot be a node's or a backend's, or None."""
+    if address.is_unspecified:
+        return 'the unspecified address'
+    if address.is_loopback:
+        return 'a loopback address'
+    if address.is_multicast:
+        return 'a multicast address'
+    if address == ipaddress.IPv4Address('255.255.255.255'):
+        return 'the broadcast address'
+    return None
+
+
+def _check_hosts(swarm, inventory, report):
     managers = [(i, h) for i, h in _strings(swarm.get('managers')) if isinstance(h, str)]
     workers = [(i, h) for i, h in _strings(swarm.get('workers')) if isinstance(h, str)]
     manager_names = {h for _, h in managers}
     if managers and len(managers) % 2 == 0:
-        errors.append(f'swarm.managers: {len(managers)} managers is an even count; use an odd count (1, 3, 5, 7...) '
-                      'so that a majority survives the loss of a manager')
+        report.add(f'swarm.managers: {len(managers)} managers is an even count; use an odd count (1, 3, 5, 7...) '
+                   'so that a majority survives the loss of a manager')
     for i, host in workers:
         if host in manager_names:
-            errors.append(f'swarm.workers[{i}]: {show(host)} is also listed in swarm.managers')
+            report.add(f'swarm.workers[{i}]: {show(host)} is also listed in swarm.managers')
     if inventory is not None:
         known = set(inventory)
         for key, listed in (('managers', managers), ('workers', workers)):
             for i, host in listed:
                 if host not in known:
-                    errors.append(f'swarm.{key}[{i}]: {show(host)} is not in the inventory')
+                    report.add(f'swarm.{key}[{i}]: {show(host)} is not in the inventory')
     hosts = manager_names | {h for _, h in workers}
     for host in _dict(swarm.get('nodes')):
         if host not in hosts:
-            errors.append(f'swarm.nodes.{host}: {show(host)} is not listed in swarm.managers or swarm.workers')
+            report.add(f'{yaml_path(["nodes", host])}: {show(host)} is not listed in swarm.managers or swarm.workers')
     pins = {h: n.get('slot') for h, n in _dict(swarm.get('nodes')).items() if h in hosts and isinstance(n, dict)}
-    return sorted(hosts), {h: s for h, s in pins.items() if _is_int(s) and s >= 1}
+    return sorted(hosts), {h: s for h, s in pins.items() if _is_int(s) and 1 <= s <= MAX_SLOT}
 
 
-def _check_overlays(swarm, hosts, pins, errors):
+def _check_advertise(swarm, hosts, hostvars, geometries, report):
+    """advertise_interface names an interface; each host's swarm_advertise_addr is a usable IPv4 address."""
+    iface = swarm.get('advertise_interface')
+    if isinstance(iface, str):
+        try:
+            ipaddress.ip_interface(iface)
+        except ValueError:
+            if iface in ('.', '..'):
+                report.add(f'swarm.advertise_interface: {show(iface)} is not an interface name')
+        else:
+            report.refuse(['advertise_interface'],
+                          f'swarm.advertise_interface: {show(iface)} is an address, not an interface name; '
+                          'set the host variable swarm_advertise_addr to each node\'s address instead')
+    owners = {}
+    for host in hosts:
+        path = yaml_path([host, 'swarm_advertise_addr'], root='hostvars')
+        try:
+            found = hostvars.get(host) if isinstance(hostvars, Mapping) else None
+            value = found.get('swarm_advertise_addr') if isinstance(found, Mapping) else None
+            value = _scalar(value)
+        except Exception as exc:  # Ansible templates host variables when they are read
+            report.add(f'{path}: cannot be templated: {_message(exc)}')
+            continue
+        if value is None or value == '':
+            continue
+        where = f'{path}: {show(value)}'
+        address = _address(value) if isinstance(value, str) else None
+        if address is None:
+            report.add(f'{where} is not an IPv4 address, like 172.30.0.11 (the address this node advertises '
+                       'to the swarm)')
+            continue
+        why = _unusable(address) or ('a link-local address' if address.is_link_local else None)
+        if why:
+            report.add(f'{where} is {why}; the other nodes could not reach it')
+            continue
+        if address in owners:
+            report.add(f'{where} is also the address of {owners[address]}')
+            continue
+        owners[address] = host
+        for name, geometry in sorted(geometries.items()):
+            if address in geometry.network:
+                report.add(f'{where} is inside the subnet {geometry.network} of overlay {name}; the underlay '
+                           'and the overlays must not overlap')
+
+
+def _check_names(overlays, report):
+    """The kernel and Docker names derived from each overlay name are valid and distinct."""
+    taken = {}
+    for name, overlay in sorted(overlays.items()):
+        if not isinstance(overlay, dict) or not re.fullmatch(OVERLAY_NAME, name):
+            continue
+        where = yaml_path(['overlays', name])
+        if name in _DOCKER_NETWORKS:
+            report.add(f'{where}: {show(name)} is the name of one of Docker\'s own networks '
+                       f'({", ".join(_DOCKER_NETWORKS)}); the overlay\'s Docker network would take it')
+            continue
+        derived = [
+            (f'sf-{name}', 'interface', 'VXLAN device'),
+            (f'sf-{name}-h', 'interface', 'host shim'),
+            (name, 'network', 'Docker network'),
+            (f'{name}-config', 'network', 'config-only Docker network'),
+        ]
+        for derived_name, space, role in derived:
+            if space == 'interface' and len(derived_name.encode()) > IFNAMSIZ:
+                report.add(f'{where}: its {role} {derived_name} is longer than {IFNAMSIZ} characters '
+                           '(Linux\'s IFNAMSIZ)')
+            other = taken.get((space, derived_name))
+            if other is not None and other[0] != name:
+                report.add(f'{where}: its {role} {derived_name} is also the {other[1]} of overlay {other[0]}; '
+                           'rename one of the two overlays')
+            taken.setdefault((space, derived_name), (name, role))
+
+
+def _check_overlays(swarm, hosts, pins, report):
     """Return {name: Geometry} for the overlays whose network rules hold."""
-    geometries, vnis = {}, {}
-    for name, overlay in sorted(_dict(swarm.get('overlays')).items()):
+    geometries, vnis, encrypted_ports = {}, {}, {}
+    overlays = _dict(swarm.get('overlays'))
+    _check_names(overlays, report)
+    for name, overlay in sorted(overlays.items()):
         if not isinstance(overlay, dict):
             continue
-        where = f'swarm.overlays.{name}'
+        where = yaml_path(['overlays', name])
         vni = overlay.get('vni')
         if _is_int(vni):
             if vni in vnis:
-                errors.append(f'{where}.vni: {vni} is already used by overlay {vnis[vni]}')
+                report.add(f'{where}.vni: {vni} is already used by overlay {vnis[vni]}')
             vnis.setdefault(vni, name)
+        port = overlay.get('port', 4789)
+        if _is_int(port):
+            shown = f'{where}.port: {port}' if 'port' in overlay else f'{where}.port: {port} (the default)'
+            if port in _SWARM_PORTS:
+                report.add(f'{shown} is a port of the swarm itself: {_SWARM_PORTS[port]}')
+            elif overlay.get('encrypted', True) is True:
+                if port in encrypted_ports:
+                    report.add(f'{shown} is already the port of encrypted overlay {encrypted_ports[port]}; '
+                               'encrypted overlays need distinct ports (their ESP policies match on the port)')
+                encrypted_ports.setdefault(port, name)
         network, problem = _network(overlay.get('subnet'))
         if problem:
-            errors.append(f'{where}.subnet: {show(overlay["subnet"])} {problem}')
+            report.add(f'{where}.subnet: {report.show(["overlays", name, "subnet"], overlay["subnet"])} {problem}')
         node_prefix = overlay.get('node_prefix', 24)
-        if network is None or not _is_int(node_prefix) or not 2 <= node_prefix <= 30:
+        if network is None or not _is_int(node_prefix) or not 9 <= node_prefix <= 30:
             continue
         if node_prefix <= network.prefixlen:
             if 'node_prefix' in overlay:
-                errors.append(f'{where}.node_prefix: {node_prefix} must be longer than the subnet prefix '
-                              f'/{network.prefixlen}')
+                report.add(f'{where}.node_prefix: {node_prefix} must be longer than the subnet prefix '
+                           f'/{network.prefixlen}')
             else:
-                errors.append(f'{where}.subnet: {show(str(network))} must be larger than the default node range '
-                              f'/24; use a shorter prefix or set node_prefix')
+                report.add(f'{where}.subnet: {show(str(network))} must be larger than the default node range '
+                           f'/24; use a shorter prefix or set node_prefix')
             continue
-        for other, taken in geometries.items():
-            if network.overlaps(taken.network):
-                errors.append(f'{where}.subnet: {show(str(network))} overlaps overlay {other} ({taken.network})')
+        overlapping = [other for other, taken in geometries.items() if network.overlaps(taken.network)]
+        for other in overlapping:
+            report.add(f'{where}.subnet: {show(str(network))} overlaps overlay {other} '
+                       f'({geometries[other].network})')
         geometry = Geometry(str(network), node_prefix)
         geometries[name] = geometry
         if geometry.usable < len(hosts):
-            errors.append(
+            report.add(
                 f'{where}.subnet: {show(str(network))} is too small: it holds {geometry.usable} node ranges of '
                 f'/{node_prefix} (after the gateway and VIP ranges) for {len(hosts)} nodes; '
                 f'use a larger subnet or a longer node_prefix'
@@ -308,55 +759,74 @@ def _check_overlays(swarm, hosts, pins, errors):
         in_range = {}
         for host, slot in sorted(pins.items()):
             if slot > geometry.usable:
-                errors.append(f'swarm.nodes.{host}.slot: {slot} is out of range 1..{geometry.usable} '
-                              f'(the node slots of overlay {name})')
+                report.add(f'{yaml_path(["nodes", host, "slot"])}: {slot} is out of range 1..{geometry.usable} '
+                           f'(the node slots of overlay {name})')
             else:
                 in_range[host] = slot
         usable_hosts = [h for h in hosts if h not in pins or h in in_range]
-        errors += allocate_slots(name, usable_hosts, in_range, geometry)[1]
+        for line in allocate_slots(name, usable_hosts, in_range, geometry)[1]:
+            report.add(line)
     return geometries
 
 
-def _check_backends(where, backends, errors):
+def _check_backends(parts, backends, report):
     for i, backend in _strings(backends):
+        where = yaml_path([*parts, 'backends', i])
         if not isinstance(backend, str):
-            errors.append(f'{where}.backends[{i}]: {show(backend)} is not a string')
+            report.add(f'{where}: {report.show([*parts, "backends", i], backend)} is not a string')
             continue
         host, _, port = backend.rpartition(':')
-        if _address(host) is None or not port.isdigit() or not 1 <= int(port) <= 65535:
-            errors.append(f'{where}.backends[{i}]: {show(backend)} is not an "ipv4:port" address, like 10.20.9.1:80')
+        address = _address(host)
+        # ASCII digits only: str.isdigit() and int() also take other scripts' digits.
+        if address is None or not re.fullmatch(r'[1-9][0-9]{0,4}', port, re.ASCII) or int(port) > 65535:
+            report.add(f'{where}: {show(backend)} is not an "ipv4:port" address, like 10.20.9.1:80 '
+                       '(ASCII digits, port 1..65535)')
+        elif _unusable(address):
+            report.add(f'{where}: {show(backend)} is {_unusable(address)}; a backend must be reachable from '
+                       'every node')
 
 
-def _check_vip(where, service, geometries, overlay_names, errors):
+def _check_vip(parts, service, geometries, overlay_names, report):
     """Return the explicit VIP when it is usable, else None."""
     vip = service['vip']
+    where = yaml_path([*parts, 'vip'])
     if service.get('endpoint_mode', 'vip') != 'vip':
-        errors.append(f'{where}.vip: {show(vip)} is only allowed with endpoint_mode vip')
+        report.add(f'{where}: {show(vip)} is only allowed with endpoint_mode vip')
         return None
     if not overlay_names:
-        errors.append(f'{where}.vip: {show(vip)} needs at least one overlay (the VIP lives in the first one)')
+        report.add(f'{where}: {show(vip)} needs at least one overlay (the VIP lives in the first one)')
         return None
     address = _address(vip) if isinstance(vip, str) else None
     if address is None:
-        errors.append(f'{where}.vip: {show(vip)} is not an IPv4 address')
+        report.add(f'{where}: {show(vip)} is not an IPv4 address')
         return None
     geometry = geometries.get(overlay_names[0])
     if geometry is None:
         return None
     vip_range = geometry.vip_range
     if address not in geometry.network:
-        errors.append(f'{where}.vip: {show(vip)} is outside the subnet {geometry.network} '
-                      f'of overlay {overlay_names[0]}')
+        report.add(f'{where}: {show(vip)} is outside the subnet {geometry.network} of overlay {overlay_names[0]}')
     elif address not in vip_range or address in (vip_range.network_address, vip_range.broadcast_address):
-        errors.append(f'{where}.vip: {show(vip)} is not in the VIP range of overlay {overlay_names[0]}: '
-                      f'{vip_range.network_address + 1}..{vip_range.broadcast_address - 1} '
-                      '(node and gateway addresses live below it)')
+        report.add(f'{where}: {show(vip)} is not in the VIP range of overlay {overlay_names[0]}: '
+                   f'{vip_range.network_address + 1}..{vip_range.broadcast_address - 1} '
+                   '(node and gateway addresses live below it)')
     else:
         return vip
     return None
 
 
-def _check_services(swarm, geometries, errors):
+_UNITS = {'ns': 1e-9, 'us': 1e-6, 'ms': 1e-3, 's': 1, 'm': 60, 'h': 3600}
+
+
+def _check_update(parts, update, report):
+    delay = _dict(update).get('delay')
+    if isinstance(delay, str) and re.fullmatch(DURATION, delay):
+        seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r'([0-9]+)(ns|us|ms|s|m|h)', delay))
+        if seconds > MAX_DELAY_SECONDS:
+            report.add(f'{yaml_path([*parts, "update", "delay"])}: {show(delay)} is longer than 24h')
+
+
+def _check_services(swarm, geometries, report):
     declared = sorted(_dict(swarm.get('overlays')))
     ports = {}
     for overlay in _dict(swarm.get('overlays')).values():
@@ -366,57 +836,83 @@ def _check_services(swarm, geometries, errors):
     for name, service in sorted(_dict(swarm.get('services')).items()):
         if not isinstance(service, dict):
             continue
-        where = f'swarm.services.{name}'
+        parts = ['services', name]
+        where = yaml_path(parts)
         if 'image' in service and 'backends' in service:
-            errors.append(f'{where}.backends: not allowed together with image (a service runs either containers '
-                          'or static backends)')
+            report.add(f'{where}.backends: not allowed together with image (a service runs either containers '
+                       'or static backends)')
         elif 'image' not in service and 'backends' not in service:
-            errors.append(f'{where}: needs image (container tasks) or backends (static addresses)')
+            report.add(f'{where}: needs image (container tasks) or backends (static addresses)')
         elif 'backends' in service:
-            _check_backends(where, service['backends'], errors)
-            errors.extend(f'{where}.{key}: not allowed with backends (static backends run no containers)'
-                          for key in ('command', 'mode', 'replicas', 'update') if key in service)
+            _check_backends(parts, service['backends'], report)
+            for key in ('command', 'mode', 'replicas', 'update'):
+                if key in service:
+                    report.add(f'{where}.{key}: not allowed with backends (static backends run no containers)')
+        _check_update(parts, service.get('update'), report)
         if 'replicas' in service and service.get('mode') == 'global':
-            errors.append(f'{where}.replicas: only allowed with mode replicated (mode is global)')
+            report.add(f'{where}.replicas: only allowed with mode replicated (mode is global)')
         overlay_names = [n for _, n in _strings(service.get('overlays')) if isinstance(n, str)]
         for i, overlay in _strings(service.get('overlays')):
             if isinstance(overlay, str) and overlay not in declared:
-                errors.append(f'{where}.overlays[{i}]: {show(overlay)} is not a declared overlay '
-                              f'(declared: {", ".join(declared) or "none"})')
-        vip = _check_vip(where, service, geometries, overlay_names, errors) if 'vip' in service else None
+                report.add(f'{where}.overlays[{i}]: {show(overlay)} is not a declared overlay '
+                           f'(declared: {", ".join(_escape(d) for d in declared) or "none"})')
+        vip = _check_vip(parts, service, geometries, overlay_names, report) if 'vip' in service else None
         if service.get('endpoint_mode', 'vip') == 'vip' and overlay_names and overlay_names[0] in wanted:
             if vip is not None or 'vip' not in service:
                 wanted[overlay_names[0]][name] = vip
+        dnsrr = service.get('endpoint_mode') == 'dnsrr'
         for i, port in _strings(service.get('publish')):
-            if not isinstance(port, dict) or not _is_int(port.get('published')):
+            if not isinstance(port, dict):
+                continue
+            if dnsrr and port.get('mode', 'ingress') == 'ingress':
+                shown = 'ingress' if 'mode' in port else 'ingress (the default)'
+                report.add(f'{where}.publish[{i}].mode: {shown} is not allowed with endpoint_mode dnsrr '
+                           '(Docker refuses ingress ports without a VIP); use mode: host or endpoint_mode: vip')
+            if not _is_int(port.get('published')) or not 1 <= port['published'] <= 65535:
                 continue
             key = (port['published'], port.get('protocol', 'tcp'))
             label = f'{where}.publish[{i}].published: {key[0]}/{key[1]}'
             if key in ports:
-                errors.append(f'{label} is already taken by {ports[key]}')
+                report.add(f'{label} is already taken by {ports[key]}')
             elif key in _RESERVED:
-                errors.append(f'{label} is reserved for {_RESERVED[key]}')
+                report.add(f'{label} is reserved for {_RESERVED[key]}')
             ports.setdefault(key, f'service {name}')
     for overlay, services in wanted.items():
-        errors += allocate_vips(overlay, services, geometries[overlay])[1]
-    errors += allocate_fwmarks(_dict(swarm.get('services')))[1]
+        for line in allocate_vips(overlay, services, geometries[overlay])[1]:
+            report.add(line)
+    for line in allocate_fwmarks(_dict(swarm.get('services')))[1]:
+        report.add(line)
 
 
-def validate(swarm, inventory=None):
+def _check_duplicates(source, report):
+    where = f' of {source.filename}' if source.filename else ''
+    for parts, first, second in source.duplicates:
+        report.first.append(f'{yaml_path(parts)}: is given twice, on line {first} and line {second}{where}; '
+                            'YAML keeps only the last one: remove one of them')
+
+
+def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     """Return every problem of the description as sorted lines; [] when it is valid.
 
     ``inventory`` is the list of inventory host names, or None to skip that check.
+    ``hostvars`` maps host to its variables (only ``swarm_advertise_addr`` is read).
+    ``source`` is the load_source() of the value under ``swarm`` (``Source.under('swarm')``):
+    it adds duplicate keys and how each value was written. ``identity`` see _plain().
     """
     if swarm is None:
         return ['swarm: is required (define it in inventory/<env>/group_vars/all/swarm.yml)']
-    swarm = plain(swarm)
+    report = _Report(source)
+    if source is not None:
+        _check_duplicates(source, report)
+    swarm = _plain(swarm, report, identity or id)
     if not isinstance(swarm, dict):
-        return [f'swarm: {show(swarm)} is not a mapping']
-    errors = list(_schema_errors(swarm))
-    hosts, pins = _check_hosts(swarm, inventory, errors)
-    geometries = _check_overlays(swarm, hosts, pins, errors)
-    _check_services(swarm, geometries, errors)
+        return sorted(set(report.first)) or [f'swarm: {report.show([], swarm)} is not a mapping']
+    _schema_errors(swarm, report)
+    hosts, pins = _check_hosts(swarm, inventory, report)
+    geometries = _check_overlays(swarm, hosts, pins, report)
+    _check_advertise(swarm, hosts, hostvars, geometries, report)
+    _check_services(swarm, geometries, report)
     if _dict(swarm.get('mesh')).get('preserve_client_ip') is True:
-        errors.append('swarm.mesh.preserve_client_ip: true is not supported yet: the mesh uses NAT mode, '
-                      'which replaces the client source address, as Docker\'s routing mesh does')
-    return sorted(set(errors))
+        report.add('swarm.mesh.preserve_client_ip: true is not supported yet: the mesh uses NAT mode, '
+                   'which replaces the client source address, as Docker\'s routing mesh does')
+    return report.lines()
