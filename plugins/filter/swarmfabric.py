@@ -22,6 +22,7 @@ _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
+from swarmfabric import keys as fabric_keys
 from swarmfabric.description import DescriptionSyntaxError, load_file, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
 from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
@@ -65,8 +66,7 @@ def swarm_validate(swarm, inventory=None, hostvars=None):
         return validate(swarm, None if inventory is None else list(inventory), hostvars,
                         source=_source(swarm), identity=_identity)
     except Exception as exc:  # a validator bug must still read as one line, not a traceback
-        import traceback; open("/tmp/sfv2/tb.txt", "w").write(traceback.format_exc())
-        name = "" if type(exc).__module__.startswith('ansible') else f'{type(exc).__name__}: '
+        name = '' if type(exc).__module__.startswith('ansible') else f'{type(exc).__name__}: '
         return [f'swarm: cannot be validated: {name}{exc}']
 
 
@@ -136,7 +136,7 @@ def swarm_fabric_sas(overlay, plan, host, reads, secret, nonce, phase='converge'
         raise AnsibleFilterError(f'Cannot derive the ESP keys of {host} on overlay {name}: {exc}') from None
 
 
-def swarm_fabric_epoch(reads, overlay, rotate=False):
+def swarm_fabric_epoch(overlay, reads, rotate=False):
     """The overlay's current epoch (a converge adopts it), or with rotate=True the next one."""
     live = fabric_keys.live_by_host(plain(reads), overlay)
     if rotate:
