@@ -135,6 +135,7 @@ diff:
   type: dict
 """
 
+import ipaddress
 import os
 import traceback
 
@@ -239,27 +240,57 @@ def plan_changes(p, live_links, live_addrs, live_fdb, mtu):
         if shim_link["mtu"] != mtu or "UP" not in shim_link.get("flags", []):
             actions.append(f"set {shim} mtu {mtu} up")
             cmds.append(iproute.link_set_argv(shim, mtu=mtu, up=True))
-        live_cidrs = owned(iproute.ipv4_addresses(live_addrs.get(shim, {})), p["prefixlen"])
-    # The host address must be the primary one: it is the source of the
-    # host's own packets, while the anycast gateway exists on every host.
-    kept = [c for c in live_cidrs if c in p["addresses"]]
-    if kept != p["addresses"][: len(kept)]:
-        kept = []
-    for cidr in live_cidrs:
-        if cidr not in kept:
-            actions.append(f"remove address {cidr} from {shim}")
-            cmds.append(iproute.addr_argv("del", shim, cidr))
-    for cidr in p["addresses"]:
-        if cidr not in kept:
-            actions.append(f"add address {cidr} on {shim}")
-            cmds.append(iproute.addr_argv("add", shim, cidr))
+        live_cidrs = owned(iproute.ipv4_addresses(live_addrs.get(shim, {})))
+    for verb, cidr in plan_addresses(live_cidrs, p["addresses"]):
+        actions.append(f"add address {cidr} on {shim}" if verb == "add" else f"remove address {cidr} from {shim}")
+        cmds.append(iproute.addr_argv(verb, shim, cidr))
     return actions, cmds
 
 
-def owned(cidrs, prefixlen):
-    """The shim addresses this module manages: those of the overlay's prefix
-    length. The mesh puts service VIPs on the shim as /32s and owns them."""
-    return [c for c in cidrs if c.endswith(f"/{prefixlen}")]
+def plan_addresses(live, want):
+    """("add"|"del", cidr) steps from the shim's live addresses (kernel order,
+    primaries first) to want, whose first address must end up primary.
+
+    The kernel makes the first address of a subnet its primary and, with
+    promote_secondaries off, deletes the subnet's secondaries along with it.
+    So a secondary is never deleted by accident here: either want[0] already
+    is its subnet's primary (or the subnet is empty) and only additions and
+    deletions of other addresses remain, or that subnet is cleared
+    secondaries first and refilled in order (a moved host address, e.g. a
+    new slot). Additions go before the remaining removals.
+    """
+    steps = []
+    if want:
+        net = ipaddress.ip_interface(want[0]).network
+        same = [c for c in live if ipaddress.ip_interface(c).network == net]
+        if same and same[0] != want[0]:
+            steps += [("del", c) for c in reversed(same)]
+            live = [c for c in live if c not in same]
+    steps += [("add", c) for c in want if c not in live]
+    steps += [("del", c) for c in reversed(live) if c not in want]
+    return steps
+
+
+def owned(cidrs):
+    """The shim addresses this module manages: all but /32s, so an old
+    subnet's addresses go too. The mesh puts service VIPs on the shim as /32s
+    and owns them."""
+    return [c for c in cidrs if not c.endswith("/32")]
+
+
+def apply(run, cmds, shim):
+    """Run the plan in order. A shim address whose removal fails counts as
+    removed when a re-read shows it gone (the kernel took it along with its
+    primary, or someone else removed it); any other failure stops the run."""
+    for argv in cmds:
+        try:
+            run.run(argv)
+        except iproute.IpRouteError:
+            if argv[:3] != ["ip", "addr", "del"]:
+                raise
+            entries = run.json(iproute.addr_show_argv(shim), missing_ok=True)
+            if argv[3] in iproute.ipv4_addresses(entries[0] if entries else {}):
+                raise
 
 
 def snapshot(link, fdb, shim_addrs):
@@ -303,7 +334,7 @@ def main():
     what = f"overlay {p['name']}"
     try:
         links, addrs, fdb = read_live(run, p["device"], p["shim"])
-        shim_addrs = owned(iproute.ipv4_addresses(addrs.get(p["shim"], {})), p["prefixlen"])
+        shim_addrs = owned(iproute.ipv4_addresses(addrs.get(p["shim"], {})))
         before = snapshot(links.get(p["device"]), fdb, shim_addrs)
 
         if p["state"] == "absent":
@@ -342,8 +373,7 @@ def main():
                          learning=False, group=None, mtu=mtu, up=True, peers=sorted(p["peers"]),
                          addresses=p["addresses"])
         if cmds and not module.check_mode:
-            for argv in cmds:
-                run.run(argv)
+            apply(run, cmds, p["shim"])
     except (iproute.IpRouteError, DockerAPIError) as exc:
         module.fail_json(msg=f"Cannot configure {what}: {exc}", exception=traceback.format_exc())
 

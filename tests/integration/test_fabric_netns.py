@@ -6,6 +6,7 @@ namespace through `ip netns exec <ns> ansible localhost -c local -m <module>`,
 and every assertion reads kernel state back with `ip -j`/`bridge -j`.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -194,18 +195,82 @@ def test_vni_change_recreates_device(fabric):
     assert link(ns, DEVICE)["linkinfo"]["info_data"]["id"] == VNI
 
 
-def render_drop_table(overlays):
+def shim_addresses(ns):
+    entries = nsjson(ns, "ip", "-j", "addr", "show", "dev", SHIM)
+    return [(f"{a['local']}/{a['prefixlen']}", a.get("secondary", False))
+            for a in entries[0]["addr_info"] if a["family"] == "inet"]
+
+
+def test_slot_change_moves_the_host_address_in_one_run(fabric):
+    """A new slot moves the primary address: one run, the gateway kept as
+    secondary (deleting the old primary first would take it along), peers
+    reach the new address, and the next run changes nothing."""
+    ns, vip = "sf-fab-a", "10.20.99.7/32"
+    sh("ip", "netns", "exec", ns, "ip", "addr", "add", vip, "dev", SHIM)  # a mesh VIP: not ours
+    try:
+        res = run_module(ns, "vxlan_overlay", overlay_args(ns, address="10.20.9.1"))
+        assert not res.get("failed"), res.get("msg")
+        assert res["changed"] is True
+        assert shim_addresses(ns) == [("10.20.99.7/32", False), ("10.20.9.1/16", False), ("10.20.0.1/16", True)]
+        for src in ("sf-fab-b", "sf-fab-c"):
+            ping = sh("ip", "netns", "exec", src, *PING, "-c", "2", "-W", "2", "10.20.9.1", check=False)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+        again = run_module(ns, "vxlan_overlay", overlay_args(ns, address="10.20.9.1"))
+        assert again["changed"] is False, again["actions"]
+        # A new subnet and prefix length: the old addresses go too, in one run.
+        moved = overlay_args(ns, address="10.21.1.1", gateway="10.21.0.1", prefixlen=20)
+        assert run_module(ns, "vxlan_overlay", moved)["changed"] is True
+        assert shim_addresses(ns) == [("10.20.99.7/32", False), ("10.21.1.1/20", False), ("10.21.0.1/20", True)]
+        assert run_module(ns, "vxlan_overlay", moved)["changed"] is False
+    finally:
+        back = run_module(ns, "vxlan_overlay", overlay_args(ns))
+        sh("ip", "netns", "exec", ns, "ip", "addr", "del", vip, "dev", SHIM, check=False)
+    assert not back.get("failed"), back.get("msg")
+    assert shim_addresses(ns) == [("10.20.1.1/16", False), ("10.20.0.1/16", True)]
+
+
+def render(template, overlays, **extra):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "roles" / "fabric" / "templates"),
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template("fabric.nft.j2").render(fabric_table="swarmfabric_fabric",
-                                                     swarmfabric_host={"overlays": overlays})
+                             undefined=jinja2.StrictUndefined, trim_blocks=True)
+    env.filters["dirname"] = os.path.dirname
+    values = {"fabric_table": "swarmfabric_fabric", "fabric_guard_file": "/etc/swarmfabric/fabric-guard.nft",
+              "fabric_guard_unit": "swarmfabric-fabric-guard.service", "swarmfabric_host": {"overlays": overlays}}
+    return env.get_template(template).render({**values, **extra})
 
 
-def drop_counter(ns):
+def render_drop_table(overlays):
+    return render("fabric.nft.j2", overlays)
+
+
+def drop_counter(ns, chain="input"):
     table = nsjson(ns, "nft", "-j", "list", "table", "inet", "swarmfabric_fabric")["nftables"]
-    rules = [item["rule"] for item in table if "rule" in item]
+    rules = [item["rule"] for item in table if "rule" in item and item["rule"]["chain"] == chain]
     [rule] = rules
     return next(expr["counter"]["packets"] for expr in rule["expr"] if "counter" in expr)
+
+
+@contextlib.contextmanager
+def counting(ns, dev, match):
+    """Count packets matching `match` on dev's ingress in ns (a netdev table of
+    the test's own); yields a function that reads the count."""
+    name = "sf_test_count_" + dev.replace("-", "_")
+    table = (f'table netdev {name} {{\n chain c {{\n  type filter hook ingress device "{dev}" priority -500;\n'
+             f'  {match} counter\n }}\n}}\n')
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=table, text=True, check=True)
+
+    def packets():
+        listing = nsjson(ns, "nft", "-j", "list", "table", "netdev", name)["nftables"]
+        [rule] = [item["rule"] for item in listing if "rule" in item]
+        return next(expr["counter"]["packets"] for expr in rule["expr"] if "counter" in expr)
+
+    try:
+        yield packets
+    finally:
+        sh("ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", name, check=False)
+
+
+def shim_mac(ns):
+    return link(ns, SHIM)["address"]
 
 
 def test_plaintext_drop_rule_drops_and_counts_only_its_vni(fabric):
@@ -224,6 +289,69 @@ def test_plaintext_drop_rule_drops_and_counts_only_its_vni(fabric):
         subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ours, text=True, check=True)
         assert sh("ip", "netns", "exec", src, *ping, check=False).returncode != 0
         assert drop_counter(ns) >= 2
+    finally:
+        sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "swarmfabric_fabric", check=False)
+    assert sh("ip", "netns", "exec", src, *ping, check=False).returncode == 0
+
+
+FABNET_ENCRYPTED = [{"name": "fabnet", "vni": VNI, "port": PORT, "encrypted": True}]
+
+
+def test_egress_guard_sends_no_plain_vxlan_of_an_encrypted_vni(fabric):
+    """With the table in sf-fab-a and no xfrm policy toward b (no ESP on
+    this kernel), a's VXLAN for VNI 300 never leaves: counted on output, and
+    b's device receives nothing."""
+    ns, dst = "sf-fab-a", "sf-fab-b"
+    table = render_drop_table(FABNET_ENCRYPTED)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=table, text=True, check=True)
+        with counting(dst, "eth0", f"ip saddr {HOSTS[ns]} udp dport {PORT}") as arrived:
+            assert sh("ip", "netns", "exec", ns, *PING, "-c", "2", "-W", "1", "10.20.2.1",
+                      check=False).returncode != 0
+            assert drop_counter(ns, "output") >= 2
+            assert arrived() == 0
+    finally:
+        sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "swarmfabric_fabric", check=False)
+
+
+def unit_exec_start(unit_text):
+    [line] = [line for line in unit_text.splitlines() if line.startswith("ExecStart=")]
+    return line.removeprefix("ExecStart=").split()
+
+
+def test_boot_guard_drops_plaintext_after_a_flushed_ruleset(fabric, tmp_path):
+    """A simulated reboot: `nft flush ruleset`, then the boot unit's own
+    ExecStart (no systemd here). Before any converge, plaintext VXLAN toward
+    the encrypted VNI is dropped and counted, and never delivered."""
+    ns, src = "sf-fab-b", "sf-fab-a"
+    guard_file = tmp_path / "fabric-guard.nft"
+    guard_file.write_text(render("fabric-guard.nft.j2", FABNET_ENCRYPTED))
+    unit = render("swarmfabric-fabric-guard.service.j2", FABNET_ENCRYPTED, fabric_guard_file=str(guard_file))
+    assert "Before=network-pre.target docker.service" in unit
+    assert "WantedBy=sysinit.target" in unit
+    argv = unit_exec_start(unit)
+    assert argv == ["/usr/sbin/nft", "-f", str(guard_file)]
+    if not Path(argv[0]).exists():
+        argv[0] = shutil.which("nft")
+    ping = [*PING, "-c", "2", "-W", "1", "10.20.2.1"]
+    try:
+        sh("ip", "netns", "exec", ns, "nft", "flush", "ruleset")
+        sh("ip", "netns", "exec", ns, *argv)
+        sh("ip", "netns", "exec", ns, *argv)  # twice: the table is replaced, not doubled
+        with counting(ns, DEVICE, f"ether saddr {shim_mac(src)}") as delivered, \
+                counting(ns, "eth0", f"ip saddr {HOSTS[src]} udp dport {PORT}") as arrived:
+            assert sh("ip", "netns", "exec", src, *ping, check=False).returncode != 0
+            assert arrived() >= 2  # the plaintext did reach the host...
+            assert drop_counter(ns) >= 2  # ...was dropped by the guard...
+            assert delivered() == 0  # ...and never reached the overlay device.
+        # The boot copy is what the role's nft_table converges to: no change.
+        res = run_module(ns, "nft_table", {"name": "swarmfabric_fabric", "family": "inet",
+                                           "definition": render_drop_table(FABNET_ENCRYPTED)})
+        assert res["changed"] is False, res.get("actions")
+        # With no encrypted overlay left, the boot copy removes a stale table.
+        guard_file.write_text(render("fabric-guard.nft.j2", []))
+        sh("ip", "netns", "exec", ns, *argv)
+        assert "swarmfabric_fabric" not in sh("ip", "netns", "exec", ns, "nft", "list", "tables").stdout
     finally:
         sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "swarmfabric_fabric", check=False)
     assert sh("ip", "netns", "exec", src, *ping, check=False).returncode == 0
@@ -253,11 +381,14 @@ def test_encrypted_overlay_fails_cleanly_on_this_kernel(underlay):
     assert res["msg"].startswith("Cannot enable encryption on overlay secnet: this kernel lacks")
     assert "esp4" in res["msg"] and "rfc4106(gcm(aes))" in res["msg"]
     assert "Traceback" not in res["msg"]
-    tunnel = run_module(ns, "xfrm_tunnel", {"name": "secnet", "vni": 310, "local": "192.168.78.1",
-                                            "peers": ["192.168.78.2"], "secret": "s3cret-for-test"})
+    key = "5e" * 36  # xfrm_tunnel gets derived keys, never the master secret
+    tunnel = run_module(ns, "xfrm_tunnel", {
+        "name": "secnet", "index": 0, "local": "192.168.78.1", "peers": [{"address": "192.168.78.2", "epoch": 1}],
+        "sas": [{"peer": "192.168.78.2", "direction": d, "epoch": 1, "spi": spi, "key": key}
+                for d, spi in (("in", 0x00100002), ("out", 0x00100001))]})
     assert tunnel.get("failed") is True
     assert "esp4" in tunnel["msg"]
-    assert "s3cret-for-test" not in json.dumps(tunnel)
+    assert key not in json.dumps(tunnel)
     vxlans = [link_ for link_ in nsjson(ns, "ip", "-j", "-d", "link", "show")
               if (link_.get("linkinfo") or {}).get("info_kind") in ("vxlan", "macvlan")]
     assert vxlans == []
