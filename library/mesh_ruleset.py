@@ -212,7 +212,7 @@ class Mesh:
         self.before = {}
         self.after = {}
         self.undo = []
-        self.writes = 0
+        self.kept = []     # writes without an undo, said in a failure message
 
     def run(self, argv, data=None, what=None):
         rc, out, err = self.module.run_command(argv, data=data, binary_data=True)
@@ -230,7 +230,6 @@ class Mesh:
             return
         if undo and undo_first:
             self.undo.append((label, undo))
-        self.writes += 1
         fn()
         if undo and not undo_first:
             self.undo.append((label, undo))
@@ -380,7 +379,7 @@ def plan_and_apply(mesh, params, backend):
         ipt_rm = iptables_restore_text({}, {t: live_ipt[t] for t in ipt_rm_tables})
 
     nft_script, nft_actions = "", []
-    nft_touched = []
+    nft_touched, nft_after = [], {}
     definitions = {MESH_TABLE: params["nft"] if backend == "nftables" else None, ARP_TABLE: params["arp_guard"]}
     for (family, name), definition in definitions.items():
         state = "present" if definition and definition.strip() else "absent"
@@ -397,6 +396,7 @@ def plan_and_apply(mesh, params, backend):
             nft_script += script
             nft_actions += actions
             nft_touched.append((family, name))
+            nft_after[(family, name)] = desired
 
     try:
         desired_ipvs = parse_ipvs_strict(params["ipvs"] or "") if backend == "ipvs" else {}
@@ -447,8 +447,8 @@ def plan_and_apply(mesh, params, backend):
 
     def nft_step():
         mesh.write(lambda: mesh.nft_apply(nft_script),
-                   lambda: mesh.nft_apply("".join(restore_script(f, n, listings[(f, n)]) for f, n in nft_touched))
-                   or True,
+                   lambda: mesh.nft_apply("".join(restore_script(f, n, listings[(f, n)], nft_after[(f, n)])
+                                                  for f, n in nft_touched)) or True,
                    "nft tables " + ", ".join(f"{f} {n}" for f, n in nft_touched), undo_first=False)
 
     if backend == "nftables":
@@ -458,6 +458,7 @@ def plan_and_apply(mesh, params, backend):
     else:
         if not ipvs_loaded():
             mesh.write(lambda: mesh.run([mesh.bin("modprobe"), "ip_vs"], what="load the ip_vs module"))
+            mesh.kept.append("kernel module ip_vs loaded")
         mesh.actions += [f"ipvs: {line}" for line in ipvs_add]
         if ipvs_add:
             mesh.write(lambda: mesh.restore_ipvs(ipvs_add), lambda: mesh.undo_ipvs(live_ipvs), "IPVS services")
@@ -537,7 +538,9 @@ def main():
         if failed:
             msg += "; could NOT restore " + "; ".join(failed)
         if not restored and not failed:
-            msg += "; nothing was changed" if not mesh.writes else "; no change had reached the kernel"
+            msg += "; nothing was changed"
+        if mesh.kept:
+            msg += " (kept: " + ", ".join(mesh.kept) + ")"
         module.fail_json(msg=msg, backend=backend, actions=mesh.actions, rolled_back=restored,
                          not_restored=failed)
     before, after = text_of(mesh.before), text_of(mesh.after)

@@ -4,7 +4,9 @@ and modules run by ansible inside them against the real kernel."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,3 +46,78 @@ def run_module(ns, module, args, check=False, diff=False):
     except json.JSONDecodeError as exc:
         raise AssertionError(f"ansible gave no JSON: {proc.stdout}\n{proc.stderr}") from exc
     return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def snapshot(ns, devices=("sf-appnet-h",)):
+    """What a failed apply must leave byte-identical: the nftables ruleset
+    (stateless), iptables without counters or timestamps, and the shims' addresses."""
+    nft = sh("nft", "-s", "list", "ruleset", ns=ns).stdout
+    ipt = "".join(line.split(" [", 1)[0] + "\n" for line in sh("iptables-save", ns=ns).stdout.splitlines()
+                  if not line.startswith("#"))
+    addrs = "".join(sh("ip", "-4", "addr", "show", "dev", dev, ns=ns).stdout for dev in devices)
+    return {"nft": nft, "iptables": ipt, "addresses": addrs}
+
+
+MESH_PLAY = "- hosts: node1\n  gather_facts: false\n  roles: [mesh]\n"
+IP = shutil.which("ip", path="/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin")
+
+
+def play(ns, plan, backends, check=False, env=None, playbook=MESH_PLAY):
+    """Run roles/mesh inside `ns` for real; return (stats, {task name: result})."""
+    with tempfile.TemporaryDirectory(prefix="sf-mesh-play-") as tmp:
+        (pathlib.Path(tmp) / "play.yml").write_text(playbook)
+        (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
+            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends}))
+        environ = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                   "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+                   **(env or {})}
+        # The real ip: `env` may put a shim of it first in PATH, for the module only.
+        argv = [IP, "netns", "exec", ns, str(pathlib.Path(ANSIBLE).parent / "ansible-playbook"),
+                "-i", "node1,", "-c", "local", "-e", f"@{tmp}/vars.json", f"{tmp}/play.yml"] + ["--check"] * check
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=environ, check=False)
+    try:
+        out = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"ansible gave no JSON: {proc.stdout}\n{proc.stderr}") from exc
+    tasks = {t["task"]["name"]: t["hosts"]["node1"] for t in out["plays"][0]["tasks"]}
+    return out["stats"]["node1"], tasks
+
+
+def mesh_result(tasks):
+    return next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
+
+
+SHIM = """#!/bin/sh
+# Counts every call of the mesh's tools; the calls numbered in SF_SHIM_FAIL fail without running.
+n=$(( $(cat "$SF_SHIM_DIR/count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$SF_SHIM_DIR/count"
+echo "$n {tool} $*" >>"$SF_SHIM_DIR/log"
+for f in $SF_SHIM_FAIL; do
+  if [ "$f" = "$n" ]; then echo "injected failure in call $n ({tool})" >&2; exit 1; fi
+done
+exec {real} "$@"
+"""
+SHIM_TOOLS = ("nft", "ip", "iptables-save", "iptables-restore", "ipvsadm", "ipvsadm-restore", "modprobe")
+
+
+class Shim:
+    """A PATH directory whose tools count their calls and can fail the Nth."""
+
+    def __init__(self, tools=SHIM_TOOLS):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="sf-mesh-shim-"))
+        for tool in tools:
+            real = shutil.which(tool, path="/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin")
+            if real:
+                path = self.dir / tool
+                path.write_text(SHIM.format(tool=tool, real=real))
+                path.chmod(0o755)
+
+    def env(self, fail=()):
+        for name in ("count", "log"):
+            (self.dir / name).unlink(missing_ok=True)
+        return {"PATH": f"{self.dir}:{os.environ['PATH']}", "SF_SHIM_DIR": str(self.dir),
+                "SF_SHIM_FAIL": " ".join(map(str, fail))}
+
+    def calls(self):
+        log = self.dir / "log"
+        return [(*line.split(" ", 2)[1:], "")[:2] for line in log.read_text().splitlines()] if log.exists() else []

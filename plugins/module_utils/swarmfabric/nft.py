@@ -304,11 +304,25 @@ def plan_table(family, name, live, desired, definition):
     return "\n".join(delta[0]) + "\n", delta[1]
 
 
-def restore_script(family, name, listing):
-    """One transaction putting back a table as `nft list table` printed it
-    (``listing`` None: the table did not exist, so it goes)."""
-    script = f"table {family} {name} {{}}\ndelete table {family} {name}\n"
-    return script + (listing.rstrip() + "\n" if listing is not None else "")
+def restore_script(family, name, listing, current=None):
+    """One transaction putting back a table as `nft list table` printed it.
+
+    ``listing`` None: the table did not exist, so it goes. ``current`` (the
+    parsed table as it is now) given: the table itself stays and only its
+    contents are emptied and redefined, so it keeps its place in `nft list
+    ruleset` (a deleted and re-created table would move to the end).
+    """
+    if listing is None:
+        return f"table {family} {name} {{}}\ndelete table {family} {name}\n"
+    if current is None:
+        return f"table {family} {name} {{}}\ndelete table {family} {name}\n{listing.rstrip()}\n"
+    prefix = f"{family} {name}"
+    # Rules first (they refer to sets and chains), then sets and maps (their
+    # verdict elements refer to chains), then the chains.
+    out = [f"flush table {prefix}"]
+    out += [f"delete {o.kind} {prefix} {o.name}" for o in current.objects.values() if o.kind != "chain"]
+    out += [f"delete chain {prefix} {o.name}" for o in current.objects.values() if o.kind == "chain"]
+    return "\n".join(out) + "\n" + listing.rstrip() + "\n"
 
 
 def converge_table(run, nft, family, name, definition, state, check_mode):
