@@ -21,6 +21,9 @@ RFC5869 = [
      "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"),
 ]
 
+SECRET = "correct horse battery staple, 32+ chars"
+NONCE = "00112233445566778899aabbccddeeff"
+
 
 @pytest.mark.parametrize(("ikm", "salt", "info", "length", "prk", "okm"), RFC5869)
 def test_hkdf_rfc5869_vectors(ikm, salt, info, length, prk, okm):
@@ -30,91 +33,292 @@ def test_hkdf_rfc5869_vectors(ikm, salt, info, length, prk, okm):
     assert keys.hkdf(ikm, salt, info, length).hex() == okm
 
 
-def test_sa_key_is_36_bytes_and_stable():
-    key = keys.sa_key("secret", "appnet", 300, "10.0.0.1", "10.0.0.2", 1)
-    assert len(key) == 36
-    # Pinned: a change here would make hosts on different versions disagree.
-    assert key == keys.sa_key(b"secret", "appnet", 300, "10.0.0.1", "10.0.0.2", 1)
-    assert key.hex() == keys.hkdf(b"secret", keys.SALT, b"esp-aead|appnet|300|10.0.0.1|10.0.0.2|1", 36).hex()
+def test_sa_key_known_answer():
+    """Pinned from two independent HKDF implementations (python-cryptography and
+    `openssl kdf ... HKDF`) with salt "swarmfabric/fabric/v2" and the info string
+    spelled out below; a change here makes hosts on different versions disagree."""
+    key = keys.sa_key(SECRET, "kernel-lab", "sealed", 310, "172.31.0.11", "172.31.0.12", 7, NONCE)
+    assert key.hex() == "1fec358aea8efc5df9aebccb3c5e7d59e275fb63cdf34bc1d9ba89d6a00be1aa06f0a4b6"
+    assert keys.key_info("kernel-lab", "sealed", 310, "172.31.0.11", "172.31.0.12", 7, NONCE) == (
+        b"esp-aead|v2|kernel-lab|sealed|310|172.31.0.11|172.31.0.12|7|00112233445566778899aabbccddeeff")
+    assert keys.fingerprint(key) == "95243397e67c8791" == keys.fingerprint(key.hex())
 
 
 ADDRS = [f"172.30.0.{i}" for i in range(11, 17)]
 
 
-def test_keys_distinct_per_pair_direction_generation_overlay():
+def test_keys_distinct_per_pair_direction_epoch_overlay_cluster_and_nonce():
     seen = {}
-    for (src, dst), gen, (name, vni) in itertools.product(
-            itertools.permutations(ADDRS, 2), (1, 2), (("appnet", 300), ("dbnet", 301))):
-        key = keys.sa_key("secret", name, vni, src, dst, gen)
-        assert key not in seen, (seen.get(key), (src, dst, gen, name))
-        seen[key] = (src, dst, gen, name)
-    assert keys.sa_key("other", "appnet", 300, ADDRS[0], ADDRS[1], 1) != keys.sa_key(
-        "secret", "appnet", 300, ADDRS[0], ADDRS[1], 1)
+    for (src, dst), epoch, (name, vni), cluster, nonce in itertools.product(
+            itertools.permutations(ADDRS, 2), (1, 2, 4096), (("appnet", 300), ("dbnet", 301)),
+            ("prod", "staging"), ("aa" * 16, "bb" * 16)):
+        key = keys.sa_key(SECRET, cluster, name, vni, src, dst, epoch, nonce)
+        assert key not in seen
+        seen[key] = (src, dst, epoch, name, cluster, nonce)
+    assert keys.sa_key("other secret", "prod", "appnet", 300, ADDRS[0], ADDRS[1], 1, NONCE) != keys.sa_key(
+        SECRET, "prod", "appnet", 300, ADDRS[0], ADDRS[1], 1, NONCE)
 
 
-def test_empty_secret_is_refused():
-    with pytest.raises(ValueError, match="empty"):
-        keys.sa_key("", "appnet", 300, "a", "b", 1)
+@pytest.mark.parametrize("bad", [{"secret": ""}, {"cluster": ""}, {"nonce": ""}, {"epoch": 0}])
+def test_empty_inputs_are_refused(bad):
+    args = {"secret": SECRET, "cluster": "c", "overlay": "o", "vni": 1, "src": "a", "dst": "b", "epoch": 1,
+            "nonce": NONCE, **bad}
+    with pytest.raises(ValueError):
+        keys.sa_key(**args)
 
 
-def test_spi_layout_and_ownership():
-    spi = keys.sa_spi("appnet", 300, "10.0.0.1", "10.0.0.2", 7)
-    assert keys.spi_generation(spi) == 7
-    assert spi > 255  # 1..255 are reserved by RFC 4303
-    assert keys.is_own_spi(spi, "appnet", 300, "10.0.0.1", "10.0.0.2")
-    assert not keys.is_own_spi(spi, "appnet", 300, "10.0.0.2", "10.0.0.1")
-    assert not keys.is_own_spi(spi, "dbnet", 301, "10.0.0.1", "10.0.0.2")
-    assert keys.sa_spi("appnet", 300, "10.0.0.1", "10.0.0.2", 8) != spi
-
-
-def test_spis_unique_per_receiver_in_a_cluster():
-    sas = [{"dst": dst, "spi": keys.sa_spi("appnet", 300, src, dst, gen)}
-           for src, dst in itertools.permutations(ADDRS, 2) for gen in (1, 2)]
-    assert keys.spi_collisions(sas) == []
-    assert keys.spi_collisions(sas + sas[:1]) == [(sas[0]["dst"], sas[0]["spi"])]
-
-
-def test_reqid_carries_vni_and_generation():
-    reqid = keys.sa_reqid(300, 4)
-    assert keys.reqid_generation(reqid, 300) == 4
-    assert keys.reqid_generation(reqid, 301) is None
-
-
-def test_generation_wraps_and_is_checked():
-    assert keys.next_generation(1) == 2
-    assert keys.next_generation(255) == 1
-    for bad in (0, 256):
+def test_spi_layout_known_values():
+    # Written out by hand from the layout: epoch field << 20 | index << 16 | source slot.
+    assert keys.sa_spi(2, 3, 7) == 0x00720003
+    assert keys.sa_spi(0, 1, 1) == 0x00100001  # the smallest SPI: far above RFC 4303's reserved 1..255
+    assert keys.sa_spi(15, 65535, 4095) == 0xFFFFFFFF
+    assert keys.sa_spi(0, 1, 4096) == keys.sa_spi(0, 1, 1)  # the SPI's epoch field folds, the key does not
+    assert keys.sa_reqid(2, 7) == 0x72 and keys.sa_reqid(0, keys.MAX_EPOCH) == 0xFFFFFFF0
+    assert keys.reqid_epoch(0x72, 2) == 7 and keys.reqid_epoch(0x72, 3) is None and keys.reqid_epoch(2, 2) is None
+    assert keys.is_own_sa(0x00720003, 0x72, 2)
+    assert not keys.is_own_sa(0x00720003, 0x72, 3)
+    assert not keys.is_own_sa(0x00730003, 0x72, 2)  # epoch field and reqid disagree
+    for bad in ((16, 1, 1), (0, 0, 1), (0, 65536, 1), (0, 1, 0), (0, 1, keys.MAX_EPOCH + 1)):
         with pytest.raises(ValueError):
-            keys.check_generation(bad)
+            keys.sa_spi(*bad)
 
 
-def test_plan_generations_phases():
-    assert keys.plan_generations("converge", None, set(), None) == ({1}, 1)
-    assert keys.plan_generations("converge", None, {1, 2}, 1) == ({1, 2}, 1)
-    assert keys.plan_generations("add_inbound", 2, {1}, 1) == ({1, 2}, 1)
-    assert keys.plan_generations("switch_outbound", 2, {1, 2}, 1) == ({1, 2}, 2)
-    assert keys.plan_generations("retire_old", 2, {1, 2}, 2) == ({2}, 2)
-    with pytest.raises(ValueError, match="explicit generation"):
-        keys.plan_generations("add_inbound", None, {1}, 1)
+def test_legacy_v1_sas_are_recognised_but_not_our_layout():
+    legacy_spi, legacy_reqid = 0x01ABCDEF, 300 << 8 | 1  # generation 1 of VNI 300
+    assert keys.is_legacy_sa(legacy_spi, legacy_reqid, 300)
+    assert not keys.is_legacy_sa(legacy_spi, legacy_reqid, 301)
+    assert not keys.is_own_sa(legacy_spi, legacy_reqid, 0)
+    assert not keys.is_legacy_sa(keys.sa_spi(0, 5, 1), keys.sa_reqid(0, 1), 300)
 
 
-def _apply(phase, new, host):
-    sa_gens, pol = keys.plan_generations(phase, new, host["sa"], host["out"])
-    host["sa"], host["out"] = sa_gens, pol
+@settings(max_examples=300, deadline=None)
+@given(index=st.integers(0, keys.MAX_INDEX), epoch=st.integers(1, keys.MAX_EPOCH - 1),
+       slots=st.sets(st.integers(1, 1000), min_size=2, max_size=1000))
+def test_spis_distinct_at_every_receiver_by_construction(index, epoch, slots):
+    """Up to 1000 nodes (slots 1..1000), two adjacent epochs live at once (a rotation), and
+    a second overlay beside: every SA toward one receiver has its own SPI."""
+    other = (index + 1) % (keys.MAX_INDEX + 1)
+    for dst in list(slots)[:3]:
+        spis = [keys.sa_spi(i, src, e) for src in slots if src != dst for e in (epoch, epoch + 1)
+                for i in (index, other)]
+        assert len(spis) == len(set(spis))
+        # And each SPI decodes back to exactly the (epoch field, overlay, source) it was built from.
+        assert {keys.spi_fields(s) for s in spis} == {(keys.spi_epoch(e), i, src) for src in slots if src != dst
+                                                       for e in (epoch, epoch + 1) for i in (index, other)}
 
 
-@settings(max_examples=200)
-@given(st.integers(min_value=2, max_value=6), st.integers(min_value=1, max_value=255), st.randoms())
-def test_rotation_never_sends_what_a_peer_cannot_receive(n_hosts, current, rnd):
-    """Phases run on all hosts in turn, hosts within a phase in any order."""
-    new = keys.next_generation(current)
-    hosts = [{"sa": {current}, "out": current} for _ in range(n_hosts)]
+def test_spi_is_injective_over_its_fields():
+    """Proof by exhaustion over each field's edges: the fields occupy disjoint bit ranges."""
+    fields = list(itertools.product((0, 1, 7, 15), (1, 2, 255, 256, 65535), (1, 2, 4094, 4095)))
+    spis = [keys.sa_spi(i, s, e) for i, s, e in fields]
+    assert len(set(spis)) == len(fields)
+    assert all(keys.spi_fields(spi) == (e, i, s) for spi, (i, s, e) in zip(spis, fields, strict=True))
+
+
+def test_epochs_are_wide_and_never_wrap():
+    assert keys.next_epoch(255) == 256
+    assert keys.next_epoch(4095) == 4096
+    assert keys.reqid_epoch(keys.sa_reqid(3, 70000), 3) == 70000
+    with pytest.raises(ValueError, match="last one"):
+        keys.next_epoch(keys.MAX_EPOCH)
+    assert keys.rotation_epoch([]) == 1
+    assert keys.rotation_epoch([3, None, 5, 4]) == 6
+    assert keys.cluster_epoch([None, 2, 3]) == 3 and keys.cluster_epoch([]) == 1
+    assert keys.cluster_epoch([], floor=9) == 9
+
+
+def test_plan_epochs_phases():
+    assert keys.plan_epochs("converge", 1, set(), None) == ({1}, 1)
+    assert keys.plan_epochs("converge", 2, {1, 2}, 1) == ({1, 2}, 2)
+    assert keys.plan_epochs("add_inbound", 2, {1}, 1) == ({1, 2}, 1)
+    assert keys.plan_epochs("add_inbound", 2, set(), 1) == ({2}, 2)  # never select an SA that is not held
+    assert keys.plan_epochs("switch_outbound", 2, {1, 2}, 1) == ({1, 2}, 2)
+    assert keys.plan_epochs("retire_old", 2, {1, 2}, 2) == ({2}, 2)
+    with pytest.raises(ValueError, match="unknown phase"):
+        keys.plan_epochs("rotate", 2, set(), 1)
+
+
+# --- host_sas: what the controller hands each host --------------------------
+
+HOSTS = ["n1", "n2", "n3"]
+MEMBERS = {h: {"underlay": f"172.31.0.{11 + i}", "slot": i + 1} for i, h in enumerate(HOSTS)}
+OVERLAY = {"name": "sealed", "vni": 310, "index": 0}
+
+
+def derive(host, live, nonce=NONCE, **kw):
+    return keys.host_sas(SECRET, "kernel-lab", nonce, OVERLAY, host, MEMBERS, live, **kw)
+
+
+def installed(view):
+    """What the module would leave live on a host after applying ``view`` (the read step's shape)."""
+    sas = []
+    for sa in view["sas"]:
+        fp = sa.get("fingerprint") or keys.fingerprint(sa["key"])
+        sas.append({"peer": sa["peer"], "direction": sa["direction"], "epoch": sa["epoch"], "spi": sa["spi"],
+                    "fingerprint": fp, "_key": sa.get("key")})
+    outbound = {p["address"]: p["epoch"] for p in view["peers"]}
+    return {"epoch": max(outbound.values()), "sas": sas, "outbound": outbound}
+
+
+def converge(hosts_live, play=HOSTS, nonce=NONCE, **kw):
+    live = {h: hosts_live.get(h) or {} for h in play}
+    return {h: installed(derive(h, live, nonce, **kw)) for h in play}
+
+
+def agreed(hosts_live):
+    """Every direction of every pair: the sender's out SA selected by its policy exists at
+    the receiver with the same SPI and key."""
+    for a, b in itertools.permutations(hosts_live, 2):
+        addr_a, addr_b = MEMBERS[a]["underlay"], MEMBERS[b]["underlay"]
+        epoch = hosts_live[a]["outbound"][addr_b]
+        out = [s for s in hosts_live[a]["sas"] if s["peer"] == addr_b and s["direction"] == "out"
+               and s["epoch"] == epoch]
+        got = [s for s in hosts_live[b]["sas"] if s["peer"] == addr_a and s["direction"] == "in"
+               and s["epoch"] == epoch]
+        assert len(out) == 1 and len(got) == 1, (a, b)
+        assert (out[0]["spi"], out[0]["fingerprint"]) == (got[0]["spi"], got[0]["fingerprint"]), (a, b)
+
+
+def pairs(hosts_live):
+    return {(s["spi"], s["fingerprint"]) for h in hosts_live.values() for s in h["sas"]}
+
+
+def test_first_converge_gives_each_host_its_own_2_n_minus_1_keys():
+    views = {h: derive(h, {x: {} for x in HOSTS}) for h in HOSTS}
+    for view in views.values():
+        assert len(view["sas"]) == 2 * (len(HOSTS) - 1)
+        assert all("key" in sa for sa in view["sas"])
+        assert {p["epoch"] for p in view["peers"]} == {1}
+        assert SECRET not in repr(view)
+    # Both ends of each direction got the same key; nobody got a key of a pair it is not in.
+    n1_keys = {sa["key"] for sa in views["n1"]["sas"]}
+    n2_keys = {sa["key"] for sa in views["n2"]["sas"]}
+    n3_keys = {sa["key"] for sa in views["n3"]["sas"]}
+    assert len(n1_keys & n2_keys) == 2 and not n1_keys & n2_keys & n3_keys
+    agreed({h: installed(v) for h, v in views.items()})
+
+
+def test_second_converge_keeps_everything():
+    first = converge({})
+    second = {h: derive(h, first, nonce="ff" * 16) for h in HOSTS}
+    assert all("fingerprint" in sa and "key" not in sa for v in second.values() for sa in v["sas"])
+    assert converge(first, nonce="ff" * 16) == {h: {**first[h], "sas": [{**s, "_key": None} for s in first[h]["sas"]]}
+                                                 for h in HOSTS}
+
+
+def test_reboot_adopts_the_peers_epoch_and_never_reuses_a_key():
+    live = converge({})
+    live = rotate(live, 2)
+    before = pairs(live)
+    live["n2"] = {}  # n2 rebooted: no SAs, no policies
+    after = converge(live, nonce="cd" * 16)
+    agreed(after)
+    assert {after[h]["epoch"] for h in HOSTS} == {2}
+    n2 = MEMBERS["n2"]["underlay"]
+    touching_n2 = {(s["spi"], s["fingerprint"]) for h in HOSTS for s in after[h]["sas"]
+                   if h == "n2" or s["peer"] == n2}
+    assert touching_n2 and not touching_n2 & before
+    # n1 <-> n3 stayed as they were: same SAs, not reinstalled.
+    n3 = MEMBERS["n3"]["underlay"]
+    assert [s for s in after["n1"]["sas"] if s["peer"] == n3] == [
+        {**s, "_key": None} for s in live["n1"]["sas"] if s["peer"] == n3]
+
+
+def test_two_runs_after_the_same_loss_use_two_different_keys():
+    live = converge({})
+    for host in HOSTS:
+        live[host] = {}
+    a, b = converge(live, nonce="01" * 16), converge(live, nonce="02" * 16)
+    assert not pairs(a) & pairs(b)
+
+
+def test_one_sided_or_mismatched_sa_is_replaced_on_both_ends():
+    live = converge({})
+    n1, n2 = MEMBERS["n1"]["underlay"], MEMBERS["n2"]["underlay"]
+    # n2's in SA from n1 holds another key (a half-finished earlier run).
+    live["n2"]["sas"] = [{**s, "fingerprint": "0" * 16} if s["peer"] == n1 and s["direction"] == "in" else s
+                         for s in live["n2"]["sas"]]
+    view1 = derive("n1", live, nonce="ee" * 16)
+    fresh = [s for s in view1["sas"] if "key" in s]
+    assert [(s["peer"], s["direction"]) for s in fresh] == [(n2, "out")]
+    view2 = derive("n2", live, nonce="ee" * 16)
+    assert [s["key"] for s in view2["sas"] if "key" in s] == [fresh[0]["key"]]
+
+
+def test_peer_out_of_the_play_is_kept_never_removed():
+    live = converge({})
+    n3 = MEMBERS["n3"]["underlay"]
+    view = derive("n1", {"n1": live["n1"], "n2": live["n2"]})  # n3 not in the play
+    kept = [s for s in view["sas"] if s["peer"] == n3]
+    assert len(kept) == 2 and all("fingerprint" in s for s in kept)
+    assert {"address": n3, "epoch": 1} in view["peers"]
+
+
+def test_out_of_play_peer_of_a_fresh_host_gets_a_policy_that_drops():
+    view = derive("n1", {"n1": {}, "n2": {}})
+    n3 = MEMBERS["n3"]["underlay"]
+    assert not [s for s in view["sas"] if s["peer"] == n3]
+    assert {"address": n3, "epoch": 1} in view["peers"]  # out policy without SA: the kernel drops
+
+
+def test_slot_change_rekeys_with_the_new_spi():
+    live = converge({})
+    moved = {**MEMBERS, "n2": {**MEMBERS["n2"], "slot": 9}}
+    view = keys.host_sas(SECRET, "kernel-lab", "ab" * 16, OVERLAY, "n1", moved, live)
+    n2 = MEMBERS["n2"]["underlay"]
+    inbound = [s for s in view["sas"] if s["peer"] == n2 and s["direction"] == "in"]
+    assert [s["spi"] for s in inbound] == [keys.sa_spi(0, 9, 1)] and "key" in inbound[0]
+
+
+def rotate(live, new):
+    """The three phases on all hosts, each planned from the read taken before phase 1."""
     for phase in ("add_inbound", "switch_outbound", "retire_old"):
-        order = list(range(n_hosts))
+        after = converge(live, phase=phase, epoch=new, nonce="5a" * 16)
+    return after
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_hosts=st.integers(2, 5), current=st.integers(1, 5000), rnd=st.randoms(use_true_random=False))
+def test_rotation_never_sends_what_a_peer_cannot_receive(n_hosts, current, rnd):
+    """Phases run on all hosts in turn (each with the read taken before phase 1), hosts within a
+    phase in any order: at every step every out policy selects an SA its receiver holds with
+    the same key. The end state holds only the new epoch, with keys no earlier state had."""
+    hosts = [f"h{i}" for i in range(n_hosts)]
+    members = {h: {"underlay": f"10.0.0.{i + 1}", "slot": i + 1} for i, h in enumerate(hosts)}
+
+    def view(host, live, phase="converge", epoch=None, nonce="11" * 16):
+        return keys.host_sas(SECRET, "c", nonce, OVERLAY, host, members, live, phase=phase, epoch=epoch)
+
+    def as_live(v, prev):
+        fps = {}
+        for s in (prev or {}).get("sas") or []:
+            fps[(s["peer"], s["direction"], s["epoch"])] = s["fingerprint"]
+        sas = [{"peer": s["peer"], "direction": s["direction"], "epoch": s["epoch"], "spi": s["spi"],
+                "fingerprint": s.get("fingerprint") or keys.fingerprint(s["key"])} for s in v["sas"]]
+        outbound = {p["address"]: p["epoch"] for p in v["peers"]}
+        return {"epoch": max(outbound.values()), "sas": sas, "outbound": outbound}
+
+    def check(state):
+        for a, b in itertools.permutations(hosts, 2):
+            epoch = state[a]["outbound"][members[b]["underlay"]]
+            out = {(s["spi"], s["fingerprint"]) for s in state[a]["sas"]
+                   if s["peer"] == members[b]["underlay"] and s["direction"] == "out" and s["epoch"] == epoch}
+            got = {(s["spi"], s["fingerprint"]) for s in state[b]["sas"]
+                   if s["peer"] == members[a]["underlay"] and s["direction"] == "in" and s["epoch"] == epoch}
+            assert len(out) == 1 and out == got
+
+    fresh = {h: {} for h in hosts}
+    state = {h: as_live(view(h, fresh, epoch=current), None) for h in hosts}
+    check(state)
+    before = {(s["spi"], s["fingerprint"]) for h in hosts for s in state[h]["sas"]}
+    new = keys.rotation_epoch([state[h]["epoch"] for h in hosts])
+    read = dict(state)
+    for phase in ("add_inbound", "switch_outbound", "retire_old"):
+        order = list(hosts)
         rnd.shuffle(order)
-        for i in order:
-            _apply(phase, new, hosts[i])
-            for a, b in itertools.permutations(hosts, 2):
-                # a sends with its out generation; b must hold that SA (both sides install per pair).
-                assert a["out"] in b["sa"] and a["out"] in a["sa"], (phase, hosts)
-    assert all(h == {"sa": {new}, "out": new} for h in hosts)
+        for host in order:
+            state[host] = as_live(view(host, read, phase, new, nonce="22" * 16), state[host])
+            check(state)
+    assert all(set(state[h]["outbound"].values()) == {new} for h in hosts)
+    assert all({s["epoch"] for s in state[h]["sas"]} == {new} for h in hosts)
+    assert not {(s["spi"], s["fingerprint"]) for h in hosts for s in state[h]["sas"]} & before
