@@ -49,8 +49,8 @@ def test_bad_description_is_rejected_with_path_and_rule(path):
 def test_bad_description_is_rejected_when_read_by_plain_yaml(path):
     # A caller without the source (plain yaml.safe_load) still gets an error on each path.
     sample = yaml.safe_load(path.read_text())
-    if 'is given twice' in ''.join(sample['expect']):
-        pytest.skip('a plain YAML load has already dropped the first key')
+    if any(word in ''.join(sample['expect']) for word in ('is given twice', 'is ambiguous')):
+        pytest.skip('a plain YAML load keeps neither the first of two keys nor how a number was written')
     errors = validate(sample.get('swarm'), INVENTORY, sample.get('host_vars'))
     assert len(errors) == len(sample['expect']), errors
     paths = {line.split(': ', 1)[0] for line in errors}

@@ -891,6 +891,22 @@ def _check_duplicates(source, report):
                             'YAML keeps only the last one: remove one of them')
 
 
+def _check_misread_numbers(report):
+    """Integers that YAML 1.1 read in base 8 (0700) or base 60 (1:30): the user rarely meant them."""
+    for parts, (text, value) in sorted(report.written.items(), key=lambda item: str(item[0])):
+        if not _is_int(value) or not parts or any(not isinstance(p, (str, int)) for p in parts):
+            continue
+        if re.fullmatch(r'[-+]?0[0-7_]+', text):
+            how = 'an octal number'
+        elif ':' in text:
+            how = 'a base-60 number'
+        else:
+            continue
+        path = yaml_path(parts)
+        if not any(line.split(': ', 1)[0] == path for line in report.errors):
+            report.add(f'{path}: {value} (YAML 1.1 read {text} as {how}) is ambiguous; write it in plain decimal')
+
+
 def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     """Return every problem of the description as sorted lines; [] when it is valid.
 
@@ -912,6 +928,7 @@ def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     geometries = _check_overlays(swarm, hosts, pins, report)
     _check_advertise(swarm, hosts, hostvars, geometries, report)
     _check_services(swarm, geometries, report)
+    _check_misread_numbers(report)
     if _dict(swarm.get('mesh')).get('preserve_client_ip') is True:
         report.add('swarm.mesh.preserve_client_ip: true is not supported yet: the mesh uses NAT mode, '
                    'which replaces the client source address, as Docker\'s routing mesh does')
