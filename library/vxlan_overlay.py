@@ -14,6 +14,10 @@ description:
   - Creates a macvlan shim (mode bridge, parent the VXLAN device) holding the
     host's own overlay address and the anycast gateway, so the host reaches
     the tasks that Docker's macvlan network puts on the same parent.
+  - Shim addresses can move (a new slot, subnet or gateway) in one run. The
+    host address stays the primary, and a removal never takes the gateway
+    along (see docs/modules/vxlan_overlay.md). All IPv4 addresses on the
+    shim but /32s (the mesh's VIPs) are the module's.
   - Reads the live state once with C(ip -j -d link), C(ip -j addr) and
     C(bridge -j fdb), then applies only the difference.
   - With O(encrypted=true) and O(check_kernel=true), a run that would change

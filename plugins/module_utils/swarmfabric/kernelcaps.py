@@ -27,10 +27,12 @@ MODULE_ROLES = {"vxlan": "VXLAN devices", "xfrm_user": "xfrm policies and states
                 "gcm": "the AEAD rfc4106(gcm(aes))", "nf_tables": "nftables"}
 AEAD_DESCRIPTION = "an ESP SA with rfc4106(gcm(aes)), 256-bit key, 128-bit ICV, ESN"
 ESP4_DESCRIPTION = "ESP for IPv4 (esp4)"
-NFT_DESCRIPTION = "nftables with 'meta secpath' and raw payload matches (nf_tables, nft_meta)"
+NFT_DESCRIPTION = "nftables with 'meta secpath', 'rt ipsec' and raw payload matches (nf_tables, nft_meta, nft_rt)"
 NFT_RULES = (
     "table inet sfprobe {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
-    "  udp dport 4789 @th,96,24 1 meta secpath missing counter drop\n }\n}"
+    "  udp dport 4789 @th,96,24 1 meta secpath missing counter drop\n }\n"
+    " chain output {\n  type filter hook output priority 0; policy accept;\n"
+    "  udp dport 4789 @th,96,24 1 rt ipsec missing counter drop\n }\n}"
 )
 
 
