@@ -172,7 +172,7 @@ DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
 # module is not loaded yet (reading them through ipvsadm would load it).
 KERNEL_SYSCTLS = {"net.ipv4.vs.conn_reuse_mode": "1", "net.ipv4.vs.expire_nodest_conn": "0",
                   "net.ipv4.vs.conntrack": "0"}
-KERNEL_TIMEOUTS = [900, 120, 60]
+KERNEL_TIMEOUTS = [900, 120, 300]
 PROC_IPVS = "/proc/net/ip_vs"
 MESH_TABLE = ("ip", "swarmfabric_mesh")
 ARP_TABLE = ("netdev", "swarmfabric_mesh_arp")
