@@ -30,12 +30,20 @@ def _xfrm_tunnel():
 
 
 def _states(nodes, phase):
-    """SAs one host holds, from xfrm_tunnel's own planner (generation 1 live, rotating to 2)."""
-    xfrm = _xfrm_tunnel()
-    peers = [f"172.31.0.{i}" for i in range(2, nodes + 1)]
-    params = {"name": "appnet", "vni": 300, "local": "172.31.0.1", "peers": peers}
-    generations, _policy = xfrm.keys.plan_generations(phase, 1 if phase == "converge" else 2, {1}, 1)
-    return len(xfrm.desired_sas(params, generations))
+    """SAs one host holds, from the controller's key planner (epoch 1 live, rotating to 2)."""
+    keys = _xfrm_tunnel().keys
+    members = {f"n{i}": {"underlay": f"172.31.0.{i}", "slot": i} for i in range(1, nodes + 1)}
+    overlay = {"name": "appnet", "vni": 300, "index": 0}
+
+    def view(host, live, epoch):
+        return keys.host_sas("bench-secret", "bench", "00" * 16, overlay, host, members, live, phase, epoch)
+
+    steady = {}
+    for host in members:
+        sas = keys.host_sas("bench-secret", "bench", "00" * 16, overlay, host, members, {h: {} for h in members})
+        steady[host] = {"epoch": 1, "outbound": {p["address"]: 1 for p in sas["peers"]},
+                        "sas": [{**sa, "fingerprint": keys.fingerprint(sa["key"])} for sa in sas["sas"]]}
+    return len(view("n1", steady, None if phase == "converge" else 2)["sas"])
 
 
 def measure(kernel_lab_results=None):
