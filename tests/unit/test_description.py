@@ -199,6 +199,13 @@ def test_a_duplicate_swarm_key_is_not_a_problem_inside_swarm():
     assert validate(source.data['swarm'], None, None, source.under('swarm')) == []
 
 
+def test_ansible_tags_are_read_as_their_plain_value():
+    text = 'swarm:\n  name: !unsafe lab\n  managers: [node1]\n  autolock: !vault |\n    $ANSIBLE_VAULT;1.1;AES256\n'
+    source = load_source(text, 'f.yml')
+    assert source.data['swarm']['name'] == 'lab'
+    assert validate({'name': 'lab', 'managers': ['node1']}, None, None, source.under('swarm')) == []
+
+
 def test_syntax_error_names_the_file_and_line():
     with pytest.raises(DescriptionSyntaxError) as caught:
         load_source('swarm:\n  name: lab\n  managers: [node1\n  nodes: {}\n', 'inventory/x/group_vars/all/swarm.yml')

@@ -220,9 +220,24 @@ def _mark(mark):
     return f'line {mark.line + 1}, column {mark.column + 1}'
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that reads Ansible's own tags (!vault, !unsafe) as the plain value under them."""
+
+
+def _untagged(loader, _suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_multi_constructor('!', _untagged)
+
+
 def load_source(text, filename='<description>'):
     """Parse one YAML document strictly; raise DescriptionSyntaxError naming file and line."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -235,7 +250,7 @@ def load_source(text, filename='<description>'):
     finally:
         loader.dispose()
     duplicates, written, written_keys = [], {}, {}
-    constructor = yaml.SafeLoader('')
+    constructor = _Loader('')
 
     def scalar(node):
         try:
