@@ -20,7 +20,7 @@ description:
   - SPIs and reqids follow one layout (overlay index, source slot, epoch), so
     the module recognises its own SAs and epochs from live state alone.
     Desired SPIs are checked against every other SA of the host.
-  - O(state=query) only reads: it returns this overlay's live SAs (SPIs,
+  - O(state=query) only reads, and returns this overlay's live SAs (SPIs,
     epochs, key fingerprints, never keys) and the epoch of each out policy.
   - All changes go to the kernel in one C(ip -batch -) call fed on stdin, in
     a fixed order (receive SAs, send SAs, policies, then removals), so keys
