@@ -321,6 +321,10 @@ def show(value):
         return value.isoformat(sep=' ')
     if isinstance(value, datetime.date):
         return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return '{' + ', '.join(sorted(show(item) for item in value)) + '} (a set)'
+    if isinstance(value, (bytes, bytearray)):
+        return f'{len(value)} bytes of !!binary data'
     text = json.dumps(value, sort_keys=True, default=_json_default)
     return text if len(text) <= 60 else text[:57] + '...'
 
@@ -906,10 +910,24 @@ def _check_duplicates(source, report):
                             'YAML keeps only the last one: remove one of them')
 
 
-def _check_misread_numbers(report):
+def _lookup(value, parts):
+    for part in parts:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and _is_int(part) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def _check_misread_numbers(swarm, report):
     """Integers that YAML 1.1 read in base 8 (0700) or base 60 (1:30): the user rarely meant them."""
     for parts, (text, value) in sorted(report.written.items(), key=lambda item: str(item[0])):
         if not _is_int(value) or not parts or any(not isinstance(p, (str, int)) for p in parts):
+            continue
+        actual = _lookup(swarm, parts)
+        if not _is_int(actual) or actual != value:  # the value in use is not the one in this file
             continue
         if re.fullmatch(r'[-+]?0[0-7_]+', text):
             how = 'an octal number'
@@ -943,7 +961,7 @@ def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     geometries = _check_overlays(swarm, hosts, pins, report)
     _check_advertise(swarm, hosts, hostvars, geometries, report)
     _check_services(swarm, geometries, report)
-    _check_misread_numbers(report)
+    _check_misread_numbers(swarm, report)
     if _dict(swarm.get('mesh')).get('preserve_client_ip') is True:
         report.add('swarm.mesh.preserve_client_ip: true is not supported yet: the mesh uses NAT mode, '
                    'which replaces the client source address, as Docker\'s routing mesh does')
