@@ -30,6 +30,9 @@ from ansible.errors import AnsibleParserError
 from ansible.inventory.group import InventoryObjectType
 from ansible.plugins.vars import BaseVarsPlugin
 
+# Directories and names already read without an error: Ansible asks again for every host at every task.
+_CHECKED = set()
+
 
 def _place(exc):
     """'file:line:column' of a parse error, or None."""
@@ -59,7 +62,7 @@ class VarsModule(BaseVarsPlugin):
         for entity in entities if isinstance(entities, list) else [entities]:
             subdir = 'host_vars' if entity.base_type is InventoryObjectType.HOST else 'group_vars'
             where = os.path.join(os.path.realpath(path), subdir)
-            if not os.path.isdir(where) or entity.name.startswith(os.path.sep):
+            if (where, entity.name) in _CHECKED or not os.path.isdir(where) or entity.name.startswith(os.path.sep):
                 continue
             for found in loader.find_vars_files(where, entity.name):
                 try:
@@ -71,4 +74,5 @@ class VarsModule(BaseVarsPlugin):
                     raise AnsibleParserError(f'Cannot read {place}: {exc.message}{_context(exc)}') from None
                 except Exception:  # anything else is host_group_vars' to report, as it always did
                     continue
+            _CHECKED.add((where, entity.name))
         return {}
