@@ -16,7 +16,7 @@ description:
     suffice when everything is there; only a failed batch is followed by one
     call per probe, to name what is missing. Missing kernel modules are first requested with C(modprobe), best effort.
   - In check mode nothing runs and nothing loads (no C(modprobe), no
-    C(unshare)): the module only reads which kernel modules are loaded,
+    C(unshare)); the module only reads which kernel modules are loaded,
     built in (C(/proc/modules), C(/sys/module), C(modules.builtin)) or
     installed for the running kernel (C(modules.dep)). It fails for a module
     that is certainly absent and lists in RV(unverified) what it could not
@@ -34,7 +34,7 @@ attributes:
   check_mode:
     support: full
     description:
-      - Reads files only; starts no process. The prediction can be weaker
+      - Reads files only and starts no process. The prediction can be weaker
         than the real probes (a module that is installed but broken passes),
         never stronger.
   diff_mode:

@@ -17,12 +17,22 @@ description:
     earlier run left them.
   - C(ipvs) backend, an C(iptables-restore --noflush) file limited to our own
     chains C(SF-MESH-FWD) (filter), C(SF-MESH) (mangle) and C(SF-MESH-POST)
-    (nat) plus the jumps into them, validated with C(--test) first; then the IPVS virtual services (one
-    per fwmark, NAT mode) via C(ipvsadm-restore). If the IPVS step fails, the
-    previous iptables chains and IPVS services are put back. Real servers that
-    go away are first weighted to 0, then deleted. Only fwmark services in our
-    range (top byte 0x5F) are ever read or changed. The IPVS sysctls are set on
-    purpose and the IPVS timeouts come from O(ipvs_timeouts).
+    (nat) plus the jumps into them; then the IPVS virtual services (one per
+    fwmark, NAT mode) via C(ipvsadm-restore). Real servers that go away are
+    first weighted to 0, then deleted. Only fwmark services in our range (top
+    byte 0x5F) are ever read or changed. The IPVS sysctls are set on purpose
+    and the IPVS timeouts come from O(ipvs_timeouts).
+  - The apply plans, then applies. The whole live state is read once; every
+    script is validated before the first write (C(nft -c -f),
+    C(iptables-restore --test), and every IPVS line against a strict grammar,
+    since ipvsadm has no test mode). Writes go in a fixed order, add before
+    remove - VIPs added, the new backend complete, then the old backend
+    removed, then VIPs and drained real servers removed - so a switch of
+    backend never leaves a host without a mesh.
+  - A failure at any step rolls back every step before it, newest first (VIP
+    addresses, iptables chains, IPVS services, sysctls, timeouts, the nft
+    tables), each undo checked. The message names what was rolled back and
+    what could NOT be restored; nothing else is claimed.
   - In both modes the ARP guard table C(netdev swarmfabric_mesh_arp) and the
     VIP addresses on the overlay shims are converged too.
   - Tables and chains that are not ours, Docker's C(DOCKER-*) chains
@@ -31,8 +41,13 @@ author: Swarmfabric contributors
 options:
   backend:
     description:
-      - C(auto) uses IPVS where the kernel has it (C(/proc/net/ip_vs) exists,
-        or C(modprobe ip_vs) succeeds), nftables otherwise.
+      - C(auto) uses IPVS where the kernel has it - C(/proc/net/ip_vs) exists,
+        or ip_vs is built in or loaded, or installed for the running kernel
+        (C(modules.dep)) and this process may load modules (CAP_SYS_MODULE) -
+        and ipvsadm, ipvsadm-restore, iptables-save and iptables-restore are
+        installed; nftables otherwise.
+      - The choice reads files only, so check mode picks what a real run picks.
+        A real run loads ip_vs (C(modprobe ip_vs)) when it is not loaded yet.
     type: str
     default: auto
     choices: [auto, ipvs, nftables]
@@ -86,7 +101,11 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Validates every script (C(nft -c), C(iptables-restore --test)) and changes nothing.
+    description:
+      - Reads, plans and validates every script (C(nft -c), C(iptables-restore --test),
+        the IPVS grammar) exactly like a real run, and writes nothing. It never
+        loads ip_vs (not even through ipvsadm); when it is not loaded, the IPVS
+        state is read as empty and the sysctls and timeouts as the kernel's defaults.
   diff_mode:
     support: full
     description:
@@ -132,6 +151,16 @@ lines_removed:
   description: Rule, element, real-server and address lines removed (canonical form).
   returned: always
   type: int
+rolled_back:
+  description: On failure, the steps whose undo restored the previous state, newest first.
+  returned: failure
+  type: list
+  elements: str
+not_restored:
+  description: On failure, the steps whose undo failed, each with the reason. Empty when all is restored.
+  returned: failure
+  type: list
+  elements: str
 """
 
 import ipaddress
