@@ -153,3 +153,9 @@ def test_advertise_addr_host_variable_is_checked(tmp_path):
     assert_refused(rc, output, 'hostvars.node1.swarm_advertise_addr: "eth0" is not an IPv4 address',
                    "hostvars.node2.swarm_advertise_addr: cannot be templated: 'nope' is undefined")
     assert 'node3.swarm_advertise_addr' not in output
+
+
+def test_a_swarm_whose_template_fails_is_not_reported_missing(tmp_path):
+    rc, output = run(make_inventory(tmp_path, 'swarm: "{{ nope }}"\n'))
+    assert_refused(rc, output, "swarm: cannot be templated: 'nope' is undefined")
+    assert 'swarm: is required' not in output

@@ -23,7 +23,7 @@ if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
 from swarmfabric import keys as fabric_keys
-from swarmfabric.description import DescriptionSyntaxError, load_file, validate
+from swarmfabric.description import DescriptionSyntaxError, load_file, message, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
 from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
 
@@ -62,6 +62,13 @@ def _identity(value):
 
 def swarm_validate(swarm, inventory=None, hostvars=None):
     """Every problem of the description, one line each; [] when it is valid."""
+    if swarm is None and hostvars is not None:
+        # `swarm | default(None)` is None for a swarm whose template fails too: say which.
+        local = hostvars.get('localhost') if hasattr(hostvars, 'get') else None
+        try:
+            str(local.get('swarm') if local is not None else None)
+        except Exception as exc:
+            return [f'swarm: cannot be templated: {message(exc)}']
     try:
         return validate(swarm, None if inventory is None else list(inventory), hostvars,
                         source=_source(swarm), identity=_identity)

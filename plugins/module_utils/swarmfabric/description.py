@@ -444,7 +444,7 @@ def _plain(value, report, identity=id):
             try:
                 return _scalar(item)
             except Exception as exc:
-                report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {_message(exc)}')
+                report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {message(exc)}')
                 return None
         if isinstance(item, (Mapping, list, tuple)):
             ident = identity(item)
@@ -464,7 +464,7 @@ def _plain(value, report, identity=id):
                     try:
                         value = item[raw]
                     except Exception as exc:  # a template that fails, reported as the user's problem
-                        report.refuse(here, f'{yaml_path(here)}: cannot be templated: {_message(exc)}')
+                        report.refuse(here, f'{yaml_path(here)}: cannot be templated: {message(exc)}')
                         continue
                     out[key] = copy(value, here, active)
                 return out
@@ -473,7 +473,7 @@ def _plain(value, report, identity=id):
                 try:
                     value = item[i]
                 except Exception as exc:
-                    report.refuse([*parts, i], f'{yaml_path([*parts, i])}: cannot be templated: {_message(exc)}')
+                    report.refuse([*parts, i], f'{yaml_path([*parts, i])}: cannot be templated: {message(exc)}')
                     continue
                 out.append(copy(value, [*parts, i], active))
             return out
@@ -483,7 +483,7 @@ def _plain(value, report, identity=id):
         try:
             return get()
         except Exception as exc:
-            report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {_message(exc)}')
+            report.refuse(parts, f'{yaml_path(parts)}: cannot be templated: {message(exc)}')
             return []
 
     return copy(value, [], frozenset())
@@ -492,7 +492,7 @@ def _plain(value, report, identity=id):
 _INTERNAL = re.compile(r'<class \'[^\']*\'>|\b_?Ansible[A-Za-z]*(?:Tagged|Lazy|Marker)[A-Za-z]*\b|\bMarkerError\b')
 
 
-def _message(exc):
+def message(exc):
     """An exception's text without Ansible's internal class names."""
     text = _INTERNAL.sub('value', str(exc)).strip()
     return text or 'the value cannot be read'
@@ -672,7 +672,7 @@ def _check_advertise(swarm, hosts, hostvars, geometries, report):
             value = found.get('swarm_advertise_addr') if isinstance(found, Mapping) else None
             value = _scalar(value)
         except Exception as exc:  # Ansible templates host variables when they are read
-            report.add(f'{path}: cannot be templated: {_message(exc)}')
+            report.add(f'{path}: cannot be templated: {message(exc)}')
             continue
         if value is None or value == '':
             continue
