@@ -214,6 +214,24 @@ def test_syntax_error_names_the_file_and_line():
     assert 'line 3' in message  # where the unclosed sequence started
 
 
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list('swarm:name \n-[]{},&*!|>"\'#09.ab\t')), max_size=80))
+def test_reading_garbage_yaml_raises_only_a_syntax_error(text):
+    try:
+        source = load_source(text, 'f.yml')
+    except DescriptionSyntaxError as exc:
+        assert str(exc).startswith('f.yml: ')
+        return
+    data = source.data.get('swarm') if isinstance(source.data, dict) else source.data
+    errors = validate(data, INVENTORY, None, source.under('swarm'))
+    assert all(isinstance(e, str) for e in errors)
+
+
+def test_very_deep_yaml_is_a_syntax_error():
+    with pytest.raises(DescriptionSyntaxError):
+        load_source('swarm: ' + '[' * 5000 + ']' * 5000, 'f.yml')
+
+
 def test_a_recursive_alias_names_its_field_in_plain_yaml():
     swarm = yaml.safe_load('swarm: &s {name: lab, managers: [node1], nodes: *s}')['swarm']
     errors = validate(swarm)

@@ -247,6 +247,8 @@ def load_source(text, filename='<description>'):
         raise DescriptionSyntaxError(f'{filename}: {where}: {exc.problem}{context}') from None
     except yaml.YAMLError as exc:
         raise DescriptionSyntaxError(f'{filename}: {exc}') from None
+    except RecursionError:
+        raise DescriptionSyntaxError(f'{filename}: nests too deep to read') from None
     finally:
         loader.dispose()
     duplicates, written, written_keys = [], {}, {}
