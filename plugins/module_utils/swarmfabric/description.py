@@ -180,6 +180,10 @@ _RESERVED = {(2377, 'tcp'): 'swarm management', (7946, 'tcp'): 'swarm gossip', (
 _SWARM_PORTS = {2377: 'swarm management (2377/tcp)', 7946: 'swarm gossip (7946/tcp and udp)'}
 # Docker's predefined networks: an overlay of that name could not get its Docker network.
 _DOCKER_NETWORKS = ('bridge', 'host', 'none', 'ingress')
+# Label prefixes that are not the user's: the toolkit's own node labels (identity, lock, backends)
+# and the namespaces Docker reserves for internal use.
+_RESERVED_LABELS = {'io.swarmfabric.': "the toolkit's own node labels", 'com.docker.': 'Docker',
+                    'io.docker.': 'Docker', 'org.dockerproject.': 'Docker'}
 # Ranges no overlay subnet may touch.
 _SPECIAL = [
     (ipaddress.IPv4Network('0.0.0.0/8'), 'the "this network" range 0.0.0.0/8'),
@@ -649,6 +653,12 @@ def _check_hosts(swarm, inventory, report):
     for host in _dict(swarm.get('nodes')):
         if host not in hosts:
             report.add(f'{yaml_path(["nodes", host])}: {show(host)} is not listed in swarm.managers or swarm.workers')
+    for host, node in sorted(_dict(swarm.get('nodes')).items()):
+        for key in sorted(_dict(_dict(node).get('labels'))):
+            for prefix, owner in _RESERVED_LABELS.items():
+                if key.lower().startswith(prefix):
+                    report.add(f'{yaml_path(["nodes", host, "labels", key])}: the prefix {prefix} is reserved '
+                               f'for {owner}')
     pins = {h: n.get('slot') for h, n in _dict(swarm.get('nodes')).items() if h in hosts and isinstance(n, dict)}
     return sorted(hosts), {h: s for h, s in pins.items() if _is_int(s) and 1 <= s <= MAX_SLOT}
 
