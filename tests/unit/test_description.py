@@ -227,6 +227,11 @@ def test_reading_garbage_yaml_raises_only_a_syntax_error(text):
     assert all(isinstance(e, str) for e in errors)
 
 
+def test_an_impossible_date_is_a_syntax_error():
+    with pytest.raises(DescriptionSyntaxError, match=r'^f\.yml: month must be in 1\.\.12'):
+        load_source('swarm: {nodes: {node1: {labels: {since: 2024-13-45}}}}', 'f.yml')
+
+
 def test_very_deep_yaml_is_a_syntax_error():
     with pytest.raises(DescriptionSyntaxError):
         load_source('swarm: ' + '[' * 5000 + ']' * 5000, 'f.yml')

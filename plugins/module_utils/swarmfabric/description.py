@@ -253,6 +253,8 @@ def load_source(text, filename='<description>'):
         raise DescriptionSyntaxError(f'{filename}: {exc}') from None
     except RecursionError:
         raise DescriptionSyntaxError(f'{filename}: nests too deep to read') from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar of a YAML type that cannot be built: 2024-13-45
+        raise DescriptionSyntaxError(f'{filename}: {exc}') from None
     finally:
         loader.dispose()
     duplicates, written, written_keys = [], {}, {}
@@ -261,7 +263,7 @@ def load_source(text, filename='<description>'):
     def scalar(node):
         try:
             return constructor.construct_object(node, deep=True)
-        except yaml.YAMLError:
+        except Exception:  # built once already by construct_document; this is only for messages
             return None
 
     def walk(node, parts, active):
