@@ -1,9 +1,13 @@
+import importlib.util
 import itertools
+import pathlib
 
 import pytest
+from ansible.errors import AnsibleFilterError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from swarmfabric import keys
+from swarmfabric.plan import build_plan
 
 # RFC 5869 appendix A, test cases 1-3 (SHA-256).
 RFC5869 = [
@@ -322,3 +326,49 @@ def test_rotation_never_sends_what_a_peer_cannot_receive(n_hosts, current, rnd):
     assert all(set(state[h]["outbound"].values()) == {new} for h in hosts)
     assert all({s["epoch"] for s in state[h]["sas"]} == {new} for h in hosts)
     assert not {(s["spi"], s["fingerprint"]) for h in hosts for s in state[h]["sas"]} & before
+
+
+# --- the controller's filters, from a real plan ------------------------------
+
+
+def _filters():
+    path = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "filter" / "swarmfabric.py"
+    spec = importlib.util.spec_from_file_location("sf_filter_keys", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FilterModule().filters()
+
+
+def test_filters_give_each_host_only_its_keys_from_a_plan():
+    swarm = {"name": "kernel-lab", "managers": ["node1"], "workers": ["node2", "node3"],
+             "overlays": {"sealed": {"vni": 310, "subnet": "10.40.0.0/16"},
+                          "open": {"vni": 311, "subnet": "10.41.0.0/16", "encrypted": False, "port": 4790},
+                          "zeta": {"vni": 305, "subnet": "10.42.0.0/16", "port": 4791}}}
+    hostvars = {h: {"swarm_advertise_addr": f"172.31.0.{11 + i}"} for i, h in enumerate(swarm["managers"]
+                                                                                      + swarm["workers"])}
+    plan = build_plan(swarm, hostvars)
+    f = _filters()
+    assert f["swarm_fabric_index"](plan, "zeta") == 0 and f["swarm_fabric_index"](plan, "sealed") == 1
+    with pytest.raises(AnsibleFilterError, match="Cannot encrypt overlay open: overlay open is not encrypted"):
+        f["swarm_fabric_index"](plan, "open")
+    # What the read step registers on each host (a loop over the encrypted overlays), nothing live yet.
+    reads = {h: {"results": [{"item": {"name": "sealed"}, "epoch": None, "live_sas": [], "outbound": {}},
+                             {"item": {"name": "zeta"}, "skipped": True}]} for h in hostvars}
+    views = {h: f["swarm_fabric_sas"]({"name": "sealed"}, plan, h, reads, SECRET, NONCE) for h in hostvars}
+    for host, view in views.items():
+        me = hostvars[host]["swarm_advertise_addr"]
+        assert len(view["sas"]) == 4 and {p["address"] for p in view["peers"]} == {
+            a["swarm_advertise_addr"] for h, a in hostvars.items() if h != host}
+        slot = plan["overlays"]["sealed"]["members"][host]["slot"]
+        assert all(sa["spi"] == keys.sa_spi(1, slot, 1) for sa in view["sas"] if sa["direction"] == "out")
+        assert me not in {sa["peer"] for sa in view["sas"]}
+    out12 = next(sa for sa in views["node1"]["sas"] if sa["peer"] == "172.31.0.12" and sa["direction"] == "out")
+    in12 = next(sa for sa in views["node2"]["sas"] if sa["peer"] == "172.31.0.11" and sa["direction"] == "in")
+    assert out12["key"] == in12["key"] == keys.sa_key(SECRET, "kernel-lab", "sealed", 310, "172.31.0.11",
+                                                       "172.31.0.12", 1, NONCE).hex()
+    assert f["swarm_fabric_epoch"]("sealed", reads) == 1 and f["swarm_fabric_epoch"]("sealed", reads, True) == 1
+    reads["node3"]["results"][0].update(epoch=7, live_sas=[{"peer": "172.31.0.11", "direction": "in", "epoch": 9,
+                                                           "spi": keys.sa_spi(1, 1, 9), "fingerprint": "0" * 16}])
+    assert f["swarm_fabric_epoch"]("sealed", reads) == 7 and f["swarm_fabric_epoch"]("sealed", reads, True) == 10
+    with pytest.raises(AnsibleFilterError, match="Cannot derive the ESP keys of node1 on overlay sealed"):
+        f["swarm_fabric_sas"]({"name": "sealed"}, plan, "node1", reads, "", NONCE)
