@@ -18,7 +18,8 @@ description:
   - C(ipvs) backend, an C(iptables-restore --noflush) file limited to our own
     chains C(SF-MESH-FWD) (filter), C(SF-MESH) (mangle) and C(SF-MESH-POST)
     (nat) plus the jumps into them; then the IPVS virtual services (one per
-    fwmark, NAT mode) via C(ipvsadm-restore). Real servers that go away are
+    fwmark, NAT mode) via C(ipvsadm -R) (not C(ipvsadm-restore), which runs
+    C(ipvsadm -C) first and would clear every service, ours or not). Real servers that go away are
     first weighted to 0, then deleted. Only fwmark services in our range (top
     byte 0x5F) are ever read or changed. The IPVS sysctls are set on purpose
     and the IPVS timeouts come from O(ipvs_timeouts).
@@ -44,7 +45,7 @@ options:
       - C(auto) uses IPVS where the kernel has it - C(/proc/net/ip_vs) exists,
         or ip_vs is built in or loaded, or installed for the running kernel
         (C(modules.dep)) and this process may load modules (CAP_SYS_MODULE) -
-        and ipvsadm, ipvsadm-restore, iptables-save and iptables-restore are
+        and ipvsadm, iptables-save and iptables-restore are
         installed; nftables otherwise.
       - The choice reads files only, so check mode picks what a real run picks.
         A real run loads ip_vs (C(modprobe ip_vs)) when it is not loaded yet.
@@ -57,7 +58,7 @@ options:
       - Needed for the nftables backend.
     type: str
   ipvs:
-    description: The rendered C(ipvsadm-restore) text (mesh.ipvs.j2). Needed for the IPVS backend.
+    description: The rendered C(ipvsadm -R) text (mesh.ipvs.j2). Needed for the IPVS backend.
     type: str
   iptables:
     description:
@@ -112,7 +113,7 @@ attributes:
       - One canonical line per rule, element, real server and address,
         so the diff shows lines added and removed.
 requirements:
-  - nft; for the IPVS backend also ipvsadm, ipvsadm-restore, iptables-save and iptables-restore
+  - nft; for the IPVS backend also ipvsadm, iptables-save and iptables-restore
 extends_documentation_fragment:
   - swarmfabric
 """
@@ -221,7 +222,7 @@ def resolve_backend(module, backend):
     (files and PATH), so check mode and a real run always agree."""
     if backend != "auto":
         return backend
-    tools = all(module.get_bin_path(t) for t in ("ipvsadm", "ipvsadm-restore", "iptables-save", "iptables-restore"))
+    tools = all(module.get_bin_path(t) for t in ("ipvsadm", "iptables-save", "iptables-restore"))
     return "ipvs" if tools and (ipvs_loaded() or module_usable("ip_vs")) else "nftables"
 
 
@@ -327,7 +328,9 @@ class Mesh:
 
     def restore_ipvs(self, lines, what="apply IPVS services"):
         if lines:
-            self.run([self.bin("ipvsadm-restore")], data="\n".join(lines) + "\n", what=what)
+            # ipvsadm -R, not ipvsadm-restore: that script runs `ipvsadm -C`
+            # first, which clears every virtual service, ours or not.
+            self.run([self.bin("ipvsadm"), "-R"], data="\n".join(lines) + "\n", what=what)
 
     def nft_apply(self, script, check=False):
         self.run(apply_argv(self.bin("nft"), check), data=script,
@@ -369,7 +372,7 @@ def plan_and_apply(mesh, params, backend):
     use_iptables = backend == "ipvs" or bool(module.get_bin_path("iptables-save"))
     has_ipvsadm = bool(module.get_bin_path("ipvsadm"))
     if backend == "ipvs":
-        for tool in ("ipvsadm", "ipvsadm-restore", "iptables-save", "iptables-restore"):
+        for tool in ("ipvsadm", "iptables-save", "iptables-restore"):
             mesh.bin(tool)
         if not ipvs_loaded() and kernel_module_state("ip_vs") == "missing":
             raise MeshError("the IPVS backend was asked for but this kernel has no ip_vs module")

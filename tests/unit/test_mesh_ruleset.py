@@ -182,7 +182,7 @@ NFT_SWITCH = [
     "/sbin/ip -batch -",                            # add VIP
     "/sbin/nft -f /dev/stdin",                      # the nftables mesh is in...
     "/sbin/iptables-restore --noflush",             # ...before the IPVS marks go
-    "/sbin/ipvsadm-restore",                        # ...and the IPVS services
+    "/sbin/ipvsadm -R",                             # ...and the IPVS services
 ]
 
 
@@ -194,7 +194,7 @@ def test_switch_to_nftables_adds_before_it_removes(monkeypatch, env):
     assert done.result["changed"] and done.result["backend"] == "nftables"
     rm = kernel.data("/sbin/iptables-restore --noflush")[0]
     assert "-X SF-MESH" in rm and "-X SF-MESH-POST" in rm and "SF-MESH-FWD" not in rm
-    assert kernel.data("/sbin/ipvsadm-restore")[0] == f"-e -f {MARK} -r 10.20.50.5:80 -m -w 0\n-D -f {MARK}\n"
+    assert kernel.data("/sbin/ipvsadm -R")[0] == f"-e -f {MARK} -r 10.20.50.5:80 -m -w 0\n-D -f {MARK}\n"
     assert kernel.data("/sbin/ip -batch -") == ["addr add 10.20.255.10/32 dev sf-appnet-h\n"]
     assert done.result["actions"][:2] == ["added VIP 10.20.255.10/32 on sf-appnet-h",
                                           "created table ip swarmfabric_mesh"]
@@ -234,7 +234,7 @@ IPVS_SWITCH = [
     "/sbin/nft -c -f /dev/stdin",                        # validate: the nft mesh table's removal
     "/sbin/iptables-restore --noflush --test",           # validate: the mangle/nat chains
     "/sbin/iptables-restore --noflush",                  # 1 marks in
-    "/sbin/ipvsadm-restore",                             # 2 services in
+    "/sbin/ipvsadm -R",                                  # 2 services in
     "sysctl net.ipv4.vs.conn_reuse_mode=0",              # 3
     "sysctl net.ipv4.vs.conntrack=1",                    # 4
     "sysctl net.ipv4.vs.expire_nodest_conn=1",           # 5
@@ -249,7 +249,7 @@ def test_switch_to_ipvs_removes_the_nft_mesh_only_once_ipvs_is_complete(monkeypa
     assert not done.failed, done.result
     assert kernel.argv() == IPVS_SWITCH
     assert kernel.data("/sbin/nft -f /dev/stdin") == ["delete table ip swarmfabric_mesh\n"]
-    assert kernel.data("/sbin/ipvsadm-restore") == [IPVS]
+    assert kernel.data("/sbin/ipvsadm -R") == [IPVS]
 
 
 # What each undo does after write k failed, when its re-read finds what the
@@ -293,7 +293,7 @@ def test_each_failing_step_rolls_back_everything_before_it(monkeypatch, env, k):
         restore = [d for a, d in kernel.calls[failed_at + 1:] if a == "/sbin/iptables-restore --noflush"]
         assert len(restore) == 1 and "-X SF-MESH" in restore[0] and "-X SF-MESH-POST" in restore[0]
     if k > 2:
-        assert [d for a, d in kernel.calls[failed_at + 1:] if a == "/sbin/ipvsadm-restore"] == [
+        assert [d for a, d in kernel.calls[failed_at + 1:] if a == "/sbin/ipvsadm -R"] == [
             f"-e -f {MARK} -r 10.20.50.5:80 -m -w 0\n-D -f {MARK}\n"]
     if k >= 4:
         assert "sysctl net.ipv4.vs.conn_reuse_mode=1" in undo
@@ -305,7 +305,7 @@ def test_a_failed_undo_is_named_and_not_claimed(monkeypatch, env):
     reads = from_nftables()
     reads["/sbin/iptables-save"] = [(0, FILTER, ""), (0, FILTER + MANGLE_NAT, "")]
     reads["/sbin/ipvsadm -Sn"] = [(0, "", ""), (0, IPVS, "")]
-    # Write 2 (ipvsadm-restore) fails, and so does the iptables undo (write 4;
+    # Write 2 (ipvsadm -R) fails, and so does the iptables undo (write 4;
     # write 3 is the IPVS undo).
     kernel = Kernel(reads, fail=[2, 4])
     done = run(monkeypatch, kernel, backend="ipvs")
@@ -334,7 +334,7 @@ def test_the_nft_rollback_keeps_the_table_and_redefines_it(monkeypatch, env):
     assert "10.20.255.99" in undo and "delete table netdev" not in undo
     assert kernel.data("/sbin/ip -batch -")[1] == "addr del 10.20.255.10/32 dev sf-appnet-h\n"
     # The IPVS services were never touched: their removal comes after.
-    assert "/sbin/ipvsadm-restore" not in kernel.argv()
+    assert "/sbin/ipvsadm -R" not in kernel.argv()
 
 
 @pytest.mark.parametrize(("what", "reads_fail", "params", "cause"), [

@@ -159,7 +159,7 @@ def parse_ipvs(text):
 
 
 # ipvsadm has no test mode: every line mesh_ruleset will feed to
-# ipvsadm-restore is checked against this grammar first (fwmark services in
+# ipvsadm -R is checked against this grammar first (fwmark services in
 # our range only, NAT/DR/tunnel real servers with an explicit weight).
 SCHEDULERS = frozenset({"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"})
 _RS = r"(?P<rs>\d{1,3}(?:\.\d{1,3}){3}:\d{1,5})"
@@ -174,7 +174,7 @@ _IPVS_GRAMMAR = {
 
 
 class IpvsRuleError(ValueError):
-    """A line that mesh_ruleset refuses to give to ipvsadm-restore."""
+    """A line that mesh_ruleset refuses to give to ipvsadm -R."""
 
 
 def check_ipvs_line(line):
