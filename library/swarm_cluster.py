@@ -352,7 +352,8 @@ class Cluster:
                 self.defer_changes(name, before[name], want[name])
         for name in missing:
             if not want[name].get("reachable", True):
-                self.defer(name, f"not found in the swarm's node list (no node carries {HOST_LABEL}={name})")
+                self.defer(name, f"all of {name}: no node carries its identity label {HOST_LABEL}={name} yet "
+                                 "(set by the first run that reaches it)")
 
         managers = [node["ID"] for node in live if node.get("ManagerStatus")]
         reachable = [node["ID"] for node in live
