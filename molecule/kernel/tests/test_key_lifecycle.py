@@ -158,9 +158,10 @@ def test_reboot_after_rotation_comes_back_on_the_peers_epoch_with_fresh_keys(
             for peer in lab:
                 if peer != name:
                     ok, why = ping_ok(host, sealed_address(description, peer))
-                    stats = {h: " ".join(line for line in lab[h].file("/proc/net/xfrm_stat").content_string
-                                         .splitlines() if not line.endswith(" 0")) for h in (name, peer)}
-                    assert ok, f"{name} cannot reach {peer}: {why}; xfrm_stat {stats}"
+                    if not ok:
+                        stats = {h: " ".join(line for line in lab[h].file("/proc/net/xfrm_stat").content_string
+                                             .splitlines() if not line.endswith(" 0")) for h in (name, peer)}
+                        pytest.fail(f"{name} cannot reach {peer}: {why}; xfrm_stat {stats}")
 
     pcap = capture(lab[rebooted], "reboot", f"host {me}", traffic)
     port = sealed(description)[1].get("port", 4789)
