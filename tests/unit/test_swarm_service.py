@@ -81,7 +81,46 @@ def test_global_mode_has_no_replicas():
 
 class MissingNetworkAPI:
     def get(self, path, query=None):
+        if path == "/networks":
+            return []
         raise service.DockerAPIError("network appnet not found", status=404)
+
+
+class GenerationsAPI:
+    """A manager's /networks answer for a label filter, then inspects by name."""
+
+    def __init__(self, listing, by_name=None):
+        self.listing, self.by_name, self.calls = listing, by_name or {}, []
+
+    def get(self, path, query=None):
+        self.calls.append((path, query))
+        if path == "/networks":
+            return self.listing
+        if path.removeprefix("/networks/") in self.by_name:
+            return self.by_name[path.removeprefix("/networks/")]
+        raise service.DockerAPIError("not found", status=404)
+
+
+def labelled(name, gen, scope="swarm", overlay="appnet"):
+    return {"Name": name, "Id": f"id-{name}", "Scope": scope, "ConfigOnly": scope != "swarm",
+            "Labels": {"io.swarmfabric.overlay": overlay, "io.swarmfabric.generation": str(gen)}}
+
+
+def test_an_overlay_resolves_to_its_newest_generation_by_label():
+    api = GenerationsAPI([labelled("appnet", 2), labelled("appnet-config-3", 3, scope="local"),
+                          labelled("appnet-1", 1)])
+    services = service.Services(type("Module", (), {"check_mode": False})(), api)
+    assert services.network_ids(["appnet"]) == {"appnet": "id-appnet"}
+    assert api.calls == [("/networks", {"filters": {"label": ["io.swarmfabric.overlay=appnet"]}})]
+
+
+def test_a_network_without_generations_is_looked_up_by_name():
+    api = GenerationsAPI([], by_name={"appnet": {"Id": "legacy", "Scope": "swarm"},
+                                      "plain": {"Id": "p", "Scope": "local"}})
+    services = service.Services(type("Module", (), {"check_mode": False})(), api)
+    assert services.network_ids(["appnet"]) == {"appnet": "legacy"}
+    with pytest.raises(service.DockerAPIError, match="'plain' is local-scoped"):
+        services.network_ids(["plain"])
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
