@@ -259,6 +259,10 @@ ROLLBACK = {
     2: ["iptables chains SF-MESH, SF-MESH-POST"],
     3: ["IPVS services", "iptables chains SF-MESH, SF-MESH-POST"],
     4: ["sysctl net.ipv4.vs.conn_reuse_mode", "IPVS services", "iptables chains SF-MESH, SF-MESH-POST"],
+    5: ["sysctl net.ipv4.vs.conntrack", "sysctl net.ipv4.vs.conn_reuse_mode", "IPVS services",
+        "iptables chains SF-MESH, SF-MESH-POST"],
+    6: ["sysctl net.ipv4.vs.expire_nodest_conn", "sysctl net.ipv4.vs.conntrack", "sysctl net.ipv4.vs.conn_reuse_mode",
+        "IPVS services", "iptables chains SF-MESH, SF-MESH-POST"],
     7: ["IPVS timeouts", "sysctl net.ipv4.vs.expire_nodest_conn", "sysctl net.ipv4.vs.conntrack",
         "sysctl net.ipv4.vs.conn_reuse_mode", "IPVS services", "iptables chains SF-MESH, SF-MESH-POST"],
 }
