@@ -27,9 +27,11 @@ description:
     O(parent); odd ones C(appnet-<gen>), C(appnet-config-<gen>) and
     O(alt_parent), because Docker's macvlan driver allows one network per
     parent on a node. Generation 0 is the plain names, so a cluster from before
-    generations existed does not churn. Networks carry the labels
-    C(io.swarmfabric.overlay) and C(io.swarmfabric.generation); an unlabelled
-    network with the plain name is generation 0.
+    generations existed does not churn. Config-only networks carry the labels
+    C(io.swarmfabric.overlay) and C(io.swarmfabric.generation) (an unlabelled
+    one with the plain name is generation 0); Docker refuses labels on a
+    network built C(ConfigFrom), so a swarm network's generation is read from
+    its name and its config network.
 author: Swarmfabric contributors
 attributes:
   check_mode:
@@ -180,8 +182,9 @@ def desired_body(p, generation):
     swarm_name, config_name = netgen.names(p["name"], generation)
     tags = netgen.labels(p["name"], generation)
     if p["kind"] == "swarm":
+        # No labels: Docker refuses them on a network built ConfigFrom.
         return {"Name": swarm_name, "Driver": "macvlan", "Scope": "swarm", "Attachable": True,
-                "ConfigFrom": {"Network": config_name}, "Labels": tags, "CheckDuplicate": True}
+                "ConfigFrom": {"Network": config_name}, "CheckDuplicate": True}
     ipam = {"Subnet": p["subnet"]}
     if p["gateway"]:
         ipam["Gateway"] = p["gateway"]

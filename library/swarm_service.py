@@ -47,8 +47,8 @@ options:
   networks:
     description:
       - Names of the swarm-scope networks the tasks attach to. A name that is an overlay of the
-        fabric means that overlay's current network generation (the newest swarm network labelled
-        C(io.swarmfabric.overlay=<name>), see M(swarm_network)); any other name is looked up as is.
+        fabric means that overlay's current network generation (its newest swarm network, see
+        M(swarm_network)); any other name is looked up as is.
       - A missing network is an error, except in check mode, where it shows as a change (an earlier
         layer creates it in a real run).
     type: list
@@ -294,15 +294,15 @@ class Services:
 
     def current_generation(self, name):
         """The id of the fabric's current network of overlay ``name`` (its newest generation), or None."""
-        nets = self.api.get("/networks", query={"filters": {"label": [f"{netgen.OVERLAY_LABEL}={name}"]}}) or []
+        nets = self.api.get("/networks", query={"filters": {"driver": ["macvlan"]}}) or []
         gens = netgen.generations(nets, name, "swarm")
         return gens[max(gens)]["Id"] if gens else None
 
     def network_ids(self, names):
         ids = {}
         for name in names:
-            # An overlay of the fabric is found by its label: its network's
-            # name changes with each generation (library/swarm_network.py).
+            # An overlay of the fabric: its network's name changes with each
+            # generation (library/swarm_network.py).
             current = self.current_generation(name)
             if current is not None:
                 ids[name] = current

@@ -133,17 +133,27 @@ def test_generations_alternate_names_and_parent(gen, names, parent):
     assert netgen.parent(gen, "sf-appnet", "sf-appnet-h") == parent
 
 
-def test_generation_of_reads_labels_and_takes_unlabelled_plain_names_as_zero():
-    nets = [swarm_net("appnet", "appnet-config"), swarm_net("appnet-1", "appnet-config-1", LABELS1),
+def test_generation_of_reads_config_labels_and_swarm_names():
+    nets = [swarm_net("appnet", "appnet-config"), swarm_net("appnet-1", "appnet-config-1"),
             config_net("appnet-config"), swarm_net("other", "other-config"),
-            swarm_net("appnet", "x", {"io.swarmfabric.overlay": "db", "io.swarmfabric.generation": "3"}),
+            swarm_net("appnet-2", "appnet-config-2"),  # even generations have the plain name
+            swarm_net("appnet-3", "elsewhere"),
             config_net("appnet-config-9", labels={"io.swarmfabric.overlay": "appnet",
                                                   "io.swarmfabric.generation": "x"})]
     assert sorted(netgen.generations(nets, "appnet", "swarm")) == [0, 1]
     assert list(netgen.generations(nets, "appnet", "config")) == [0]
     assert netgen.current(nets, "appnet") == 1
     assert netgen.current([], "appnet") == 0
-    assert netgen.current(nets, "db") == 3
+
+
+def test_the_plain_swarm_network_takes_the_generation_of_its_config_network():
+    # Moving from 1 to 2: appnet (generation 2, from its labelled config) is newer than appnet-1.
+    nets = [swarm_net("appnet", "appnet-config"), swarm_net("appnet-1", "appnet-config-1"),
+            config_net("appnet-config", labels=dict(LABELS0, **{"io.swarmfabric.generation": "2"})),
+            config_net("appnet-config-1", labels=LABELS1)]
+    assert sorted(netgen.generations(nets, "appnet", "swarm")) == [1, 2]
+    assert netgen.current(nets, "appnet") == 2
+    assert sorted(netgen.generations(nets, "appnet", "config")) == [1, 2]
 
 
 # -- kind=config ---------------------------------------------------------------
@@ -226,7 +236,7 @@ def test_a_config_still_in_use_fails_with_dockers_reason(monkeypatch):
 
 def test_swarm_query_returns_the_newest_generation(monkeypatch):
     api = API({"/networks": [swarm_net("appnet", "appnet-config"), config_net("appnet-config"),
-                             swarm_net("appnet-1", "appnet-config-1", LABELS1)]})
+                             swarm_net("appnet-1", "appnet-config-1")]})
     out = run(monkeypatch, api, name="appnet", kind="swarm", state="query")
     assert (out["generation"], out["network_name"], out["config_name"]) == (1, "appnet-1", "appnet-config-1")
     assert out["generations"] == [0, 1] and api.writes == [] and not out["changed"]
@@ -238,7 +248,7 @@ def test_swarm_query_on_a_new_cluster_is_generation_zero(monkeypatch):
 
 
 def test_converged_swarm_network_reads_once_and_changes_nothing(monkeypatch):
-    api = API({"/networks": [swarm_net("appnet", "appnet-config", LABELS0)]})
+    api = API({"/networks": [swarm_net("appnet", "appnet-config")]})
     out = run(monkeypatch, api, name="appnet", kind="swarm")
     assert not out["changed"] and out["moved"] == [] and api.calls == [("GET", "/networks", None, None)]
 
@@ -246,7 +256,7 @@ def test_converged_swarm_network_reads_once_and_changes_nothing(monkeypatch):
 def moving_api(update=None):
     """Generation 0 live with web (on it) and other (not); generation 1 to be created."""
     return API({
-        "/networks": [swarm_net("appnet", "appnet-config", LABELS0)],
+        "/networks": [swarm_net("appnet", "appnet-config")],
         ("POST", "/networks/create"): {"Id": "id-new"},
         "/services": [service("web", ["id-appnet"], update=update), service("other", ["id-elsewhere"])],
         # The rolling update: first half done, then all on the new network.
@@ -267,7 +277,7 @@ def test_a_new_generation_moves_each_service_with_one_update_then_removes_the_ol
     create, move, remove = api.writes
     assert create == ("POST", "/networks/create", {
         "Name": "appnet-1", "Driver": "macvlan", "Scope": "swarm", "Attachable": True,
-        "ConfigFrom": {"Network": "appnet-config-1"}, "Labels": LABELS1, "CheckDuplicate": True}, None)
+        "ConfigFrom": {"Network": "appnet-config-1"}, "CheckDuplicate": True}, None)
     want = service("web", ["id-new"], update=update)["Spec"]
     assert move == ("POST", "/services/sid-web/update", want, {"version": 7})
     assert move[2]["UpdateConfig"] == update  # the service's own rolling update
@@ -289,7 +299,7 @@ def test_check_mode_predicts_the_move_and_writes_nothing(monkeypatch):
 
 def test_resuming_a_move_creates_nothing_and_finishes_it(monkeypatch):
     api = moving_api()
-    api.answers["/networks"].append(swarm_net("appnet-1", "appnet-config-1", LABELS1))
+    api.answers["/networks"].append(swarm_net("appnet-1", "appnet-config-1"))
     api.answers["/services"][0] = service("web", ["id-appnet"])
     api.answers["/tasks"] = [Seq([task("id-appnet-1")])]
     api.answers["/services/sid-web"] = [Seq({"UpdateStatus": {"State": "completed"}})]

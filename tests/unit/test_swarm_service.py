@@ -101,17 +101,21 @@ class GenerationsAPI:
         raise service.DockerAPIError("not found", status=404)
 
 
-def labelled(name, gen, scope="swarm", overlay="appnet"):
-    return {"Name": name, "Id": f"id-{name}", "Scope": scope, "ConfigOnly": scope != "swarm",
-            "Labels": {"io.swarmfabric.overlay": overlay, "io.swarmfabric.generation": str(gen)}}
+def swarm_net(name, config_from):
+    return {"Name": name, "Id": f"id-{name}", "Scope": "swarm", "ConfigOnly": False, "Driver": "macvlan",
+            "ConfigFrom": {"Network": config_from}}
 
 
-def test_an_overlay_resolves_to_its_newest_generation_by_label():
-    api = GenerationsAPI([labelled("appnet", 2), labelled("appnet-config-3", 3, scope="local"),
-                          labelled("appnet-1", 1)])
+def test_an_overlay_resolves_to_its_newest_generation():
+    config2 = {"Name": "appnet-config", "Id": "c", "Scope": "local", "ConfigOnly": True,
+               "Labels": {"io.swarmfabric.overlay": "appnet", "io.swarmfabric.generation": "2"}}
+    api = GenerationsAPI([swarm_net("appnet", "appnet-config"), config2, swarm_net("appnet-1", "appnet-config-1")])
     services = service.Services(type("Module", (), {"check_mode": False})(), api)
     assert services.network_ids(["appnet"]) == {"appnet": "id-appnet"}
-    assert api.calls == [("/networks", {"filters": {"label": ["io.swarmfabric.overlay=appnet"]}})]
+    assert api.calls == [("/networks", {"filters": {"driver": ["macvlan"]}})]
+    api = GenerationsAPI([swarm_net("appnet", "appnet-config"), swarm_net("appnet-1", "appnet-config-1")])
+    services = service.Services(type("Module", (), {"check_mode": False})(), api)
+    assert services.network_ids(["appnet"]) == {"appnet": "id-appnet-1"}
 
 
 def test_a_network_without_generations_is_looked_up_by_name():
