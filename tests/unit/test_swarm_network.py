@@ -2,8 +2,10 @@
 networks, the exact request bodies, the call counts, and no write in check mode."""
 
 import copy
+import pathlib
 
 import pytest
+import yaml
 from ansible.module_utils.testing import patch_module_args
 from test_swarm_quorum import load
 
@@ -337,3 +339,12 @@ def test_an_old_swarm_network_still_used_by_a_container_is_kept_with_a_warning(m
                                "network appnet id id-appnet has active endpoints (HTTP 403); it is kept until nothing "
                                "uses it, and removed by a later run"]
     assert [c[:2] for c in api.writes][-1] == ("DELETE", "/networks/id-appnet")
+
+
+def test_the_fabric_role_queries_builds_moves_then_prunes_in_that_order():
+    role = pathlib.Path(__file__).resolve().parents[2] / "roles" / "fabric" / "tasks" / "main.yml"
+    block = next(t for t in yaml.safe_load(role.read_text()) if t.get("name") == "Docker networks on the fabric")
+    steps = [(t["swarm_network"]["kind"], t["swarm_network"].get("state", "present"), bool(t.get("run_once")))
+             for t in block["block"] if "swarm_network" in t]
+    assert steps == [("swarm", "query", True), ("config", "query", False), ("config", "present", False),
+                     ("swarm", "present", True), ("config", "pruned", False)]
