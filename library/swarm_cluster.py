@@ -99,7 +99,7 @@ missing:
   returned: always
   type: list
   elements: str
-unreachable:
+not_reached:
   description: Described hosts that did not answer in this run (O(nodes[].reachable=false)).
   returned: always
   type: list
@@ -406,7 +406,8 @@ class Cluster:
             "changed": bool(self.actions),
             "actions": self.actions,
             "missing": missing,
-            "unreachable": unreachable,
+            # Not "unreachable": Ansible reads that key as the host being unreachable.
+            "not_reached": unreachable,
             "deferred": self.deferred,
             "pending_removal": sorted(pending),
             "nodes": {name: dict(after[name], id=node["ID"]) for name, node in matched.items()},

@@ -149,7 +149,7 @@ def test_unreachable_hosts_with_aliases_are_kept_and_their_changes_deferred():
                want("w1", "worker", "id4"), want("w2", "worker", reachable=False, labels={"zone": "b"})]
     result, _ = run(swarm, desired)
     assert swarm.writes == []
-    assert result["unreachable"] == ["m3", "w2"]
+    assert result["not_reached"] == ["m3", "w2"]
     assert result["missing"] == []
     assert result["deferred"] == {"m3": ["demote m3", "set availability of m3 to drain"],
                                   "w2": ["set labels of w2 to {zone: b}"]}

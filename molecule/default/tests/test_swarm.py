@@ -45,7 +45,11 @@ def test_every_described_node_has_its_role_availability_and_labels(host, descrip
         want = (description.get("nodes") or {}).get(name) or {}
         assert spec["Role"] == ("manager" if name in description["managers"] else "worker"), name
         assert spec["Availability"] == want.get("availability", "active"), name
-        assert (spec.get("Labels") or {}) == want.get("labels", {}), name
+        labels = dict(spec.get("Labels") or {})
+        # Our identity label ties the node to its inventory name; the rest is exactly the description's.
+        assert labels.pop("io.swarmfabric.host", None) == name, name
+        labels.pop("io.swarmfabric.backends", None)  # the mesh layer's record of its last report
+        assert labels == want.get("labels", {}), name
         assert live[name]["Status"]["State"] == "ready", name
         if name in description["managers"]:
             assert live[name]["ManagerStatus"]["Reachability"] == "reachable", name
@@ -105,3 +109,11 @@ def test_host_mode_port_answers_on_each_node_with_a_task(host, description, memb
     for name in sorted(set(members) - drained):
         answer = host.run(f"curl -s -m 5 http://{ADDR[name]}:8081/")
         assert answer.rc == 0 and answer.stdout.strip(), name
+
+
+def test_no_converge_lock_is_left_and_the_swarm_keeps_its_name(host, description):
+    labels = json.loads(host.check_output("docker info --format '{{json .Swarm.Cluster.Spec.Labels}}'"))
+    assert "io.swarmfabric.lock" not in labels
+    assert labels["io.swarmfabric.name"] == description["name"]
+    autolock = host.check_output("docker info --format '{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}'")
+    assert autolock == str(bool(description.get("autolock", False))).lower()
