@@ -303,8 +303,21 @@ class Networks:
         return net if net is not None and net.get("Name") == name else None
 
     def config_present(self, gen):
-        gens = netgen.generations(self.listing(), self.p["name"], "config")
-        _, before, after = self.ensure("config", gen, self.by_name(gens, gen, "config"))
+        nets = self.listing()
+        gens = netgen.generations(nets, self.p["name"], "config")
+        live = self.by_name(gens, gen, "config")
+        _, config_name = netgen.names(self.p["name"], gen)
+        holder = next((n for n in nets if n.get("Name") == config_name and n.get("ConfigOnly")), None)
+        if live is None and holder is not None:
+            # An older generation left on this node (e.g. unreachable when it
+            # was pruned) holds the name this one reuses: replace it. Docker
+            # refuses while a swarm network is still built from it.
+            old = netgen.generation_of(holder, self.p["name"], "config")
+            label = f"config-only network {config_name} (generation {old if old is not None else 'unknown'})"
+            self.actions.append(f"remove {label}")
+            self.do(f"remove {label}", self.api.delete, f"/networks/{holder['Id']}")
+            gens.pop(old, None)
+        _, before, after = self.ensure("config", gen, live)
         return {"network": after, "before": before, "generations": sorted(set(gens) | {gen})}
 
     def remove_all(self, kind, gens, which, tolerate=False):
@@ -349,29 +362,51 @@ class Networks:
         if older:
             new_name = netgen.names(self.p["name"], gen)[0]
             old_refs = {ref for net in older.values() for ref in (net["Id"], net["Name"])}
+            old_ids = {net["Id"] for net in older.values()}
+            # Tasks still on an old generation although their spec is not: a
+            # move that stopped half way (a paused update) is resumed.
+            stuck = {t.get("ServiceID") for t in self.api.get(
+                "/tasks", query={"filters": {"desired-state": ["running"]}}) or [] if task_networks(t) & old_ids}
             for service in sorted(self.api.get("/services") or [], key=lambda s: s["Spec"]["Name"]):
                 attached = {n.get("Target") for n in service_networks(service["Spec"])} & old_refs
-                if attached:
-                    self.move(service, old_refs, new_id, new_name, older)
+                if attached or service["ID"] in stuck:
+                    self.move(service, old_refs, new_id, new_name, older, resume=not attached)
             left = self.remove_all("swarm", gens, set(older), tolerate=True)
         else:
             left = sorted(gens)
         return {"network": after, "before": before, "generations": sorted(set(left) | {gen})}
 
-    def move(self, service, old_refs, new_id, new_name, older):
+    def move(self, service, old_refs, new_id, new_name, older, resume=False):
         name = service["Spec"]["Name"]
-        old_names = sorted({net["Name"] for net in older.values()
-                            if {net["Id"], net["Name"]} & {n.get("Target") for n in service_networks(service["Spec"])}})
+        targets = {n.get("Target") for n in service_networks(service["Spec"])}
+        old_names = sorted({net["Name"] for net in older.values() if resume or {net["Id"], net["Name"]} & targets})
         what = f"move service {name} from {', '.join(old_names)} to {new_name}"
         self.actions.append(what)
         self.moved.append(name)
         if self.module.check_mode:
             return
         spec = swap_network(service["Spec"], old_refs, new_id)
+        if resume:  # the spec is on the new network already: restart the tasks left behind
+            spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate") or 0) + 1
+        # Docker 20.10 rejects a new task once on each node whose old
+        # network still holds the overlay's subnet ("Pool overlaps with other
+        # one on this address space") and runs it on the retry, when the old
+        # task is gone; so this update continues past failures. Parallelism,
+        # delay and order stay the service's own; its failure action comes
+        # back right after (an update config change restarts no task).
+        own = dict(spec.get("UpdateConfig") or {})
+        spec["UpdateConfig"] = dict(own, FailureAction="continue")
         self.do(what, self.api.post, f"/services/{service['ID']}/update", body=spec,
                 query={"version": service["Version"]["Index"]})
         try:
             self.wait_moved(service["ID"], {net["Id"] for net in older.values()}, new_id)
+            if own.get("FailureAction", "pause") != "continue":
+                live = self.api.get(f"/services/{service['ID']}")
+                restored = dict(live["Spec"], UpdateConfig=dict(live["Spec"].get("UpdateConfig") or {}, **own))
+                if "FailureAction" not in own:
+                    restored["UpdateConfig"].pop("FailureAction", None)
+                self.api.post(f"/services/{service['ID']}/update", body=restored,
+                              query={"version": live["Version"]["Index"]})
         except DockerAPIError as exc:
             raise Failure(f"Cannot {what}: {exc}") from exc
 

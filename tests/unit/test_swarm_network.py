@@ -42,7 +42,7 @@ def service(name, network_ids, version=7, update=None):
 
 
 def task(net_id, state="running"):
-    return {"Spec": {"Networks": [{"Target": net_id}]}, "Status": {"State": state},
+    return {"ServiceID": "sid-web", "Spec": {"Networks": [{"Target": net_id}]}, "Status": {"State": state},
             "NetworksAttachments": [{"Network": {"ID": net_id}}]}
 
 
@@ -262,8 +262,8 @@ def moving_api(update=None):
         ("POST", "/networks/create"): {"Id": "id-new"},
         "/services": [service("web", ["id-appnet"], update=update), service("other", ["id-elsewhere"])],
         # The rolling update: first half done, then all on the new network.
-        "/services/sid-web": [Seq({"UpdateStatus": {"State": "updating"}}),
-                              Seq({"UpdateStatus": {"State": "completed"}})],
+        "/services/sid-web": [Seq(dict(service("web", ["id-new"], 8, update), UpdateStatus={"State": "updating"})),
+                              Seq(dict(service("web", ["id-new"], 9, update), UpdateStatus={"State": "completed"}))],
         "/tasks": [Seq([task("id-appnet"), task("id-new")]), Seq([task("id-new"), task("id-new")])],
     })
 
@@ -276,17 +276,19 @@ def test_a_new_generation_moves_each_service_with_one_update_then_removes_the_ol
                               "move service web from appnet to appnet-1",
                               "remove swarm network appnet (generation 0)"]
     assert out["moved"] == ["web"] and out["generations"] == [1] and out["changed"]
-    create, move, remove = api.writes
+    create, move, restore, remove = api.writes
     assert create == ("POST", "/networks/create", {
         "Name": "appnet-1", "Driver": "macvlan", "Scope": "swarm", "Attachable": True,
         "ConfigFrom": {"Network": "appnet-config-1"}, "CheckDuplicate": True}, None)
-    want = service("web", ["id-new"], update=update)["Spec"]
+    want = service("web", ["id-new"], update=dict(update, FailureAction="continue"))["Spec"]
     assert move == ("POST", "/services/sid-web/update", want, {"version": 7})
-    assert move[2]["UpdateConfig"] == update  # the service's own rolling update
+    # The service's own rolling update, past the one rejection per node; then its own failure action again.
+    assert restore == ("POST", "/services/sid-web/update", service("web", ["id-new"], update=update)["Spec"],
+                       {"version": 9})
     assert remove == ("DELETE", "/networks/id-appnet", None, None)
     # The old network goes only after the update completed with every task on the new one.
     assert api.calls.index(remove) > max(i for i, c in enumerate(api.calls) if c[1] == "/tasks")
-    assert sum(1 for c in api.calls if c[1] == "/services/sid-web") == 2
+    assert sum(1 for c in api.calls if c[1] == "/services/sid-web") == 3
 
 
 def test_check_mode_predicts_the_move_and_writes_nothing(monkeypatch):
@@ -304,7 +306,8 @@ def test_resuming_a_move_creates_nothing_and_finishes_it(monkeypatch):
     api.answers["/networks"].append(swarm_net("appnet-1", "appnet-config-1"))
     api.answers["/services"][0] = service("web", ["id-appnet"])
     api.answers["/tasks"] = [Seq([task("id-appnet-1")])]
-    api.answers["/services/sid-web"] = [Seq({"UpdateStatus": {"State": "completed"}})]
+    api.answers["/services/sid-web"] = [Seq(dict(service("web", ["id-appnet-1"], 8),
+                                                 UpdateStatus={"State": "completed"}))]
     out = run(monkeypatch, api, name="appnet", kind="swarm", generation=1)
     assert out["actions"] == ["move service web from appnet to appnet-1", "remove swarm network appnet (generation 0)"]
     assert api.writes[0][2]["TaskTemplate"]["Networks"] == [{"Target": "id-appnet-1", "Aliases": ["web"]}]
@@ -348,3 +351,28 @@ def test_the_fabric_role_queries_builds_moves_then_prunes_in_that_order():
              for t in block["block"] if "swarm_network" in t]
     assert steps == [("swarm", "query", True), ("config", "query", False), ("config", "present", False),
                      ("swarm", "present", True), ("config", "pruned", False)]
+
+
+def test_a_leftover_older_generation_holding_the_reused_name_is_replaced(monkeypatch):
+    # Generation 0's config was not pruned on this node; generation 2 reuses its name.
+    api = API({"/networks": [config_net("appnet-config", ip_range="10.20.5.0/24", host="10.20.5.1", labels=LABELS0),
+                             config_net("appnet-config-1", labels=LABELS1)]})
+    out = run(monkeypatch, api, name="appnet", kind="config", generation=2, **CONFIG)
+    assert out["actions"] == ["remove config-only network appnet-config (generation 0)",
+                              "create config-only network appnet-config (generation 2)"]
+    assert [c[:2] for c in api.writes] == [("DELETE", "/networks/id-appnet-config"), ("POST", "/networks/create")]
+    assert api.writes[1][2]["Labels"] == dict(LABELS0, **{"io.swarmfabric.generation": "2"})
+    assert out["generations"] == [1, 2]
+
+
+def test_a_half_done_move_is_resumed_with_a_forced_update(monkeypatch):
+    api = moving_api()
+    api.answers["/services"] = [service("web", ["id-appnet-1"])]  # the spec moved, a task did not
+    api.answers["/networks"].append(swarm_net("appnet-1", "appnet-config-1"))
+    api.answers["/tasks"] = [Seq([task("id-appnet"), task("id-appnet-1")]), Seq([task("id-appnet-1")] * 2)]
+    api.answers["/services/sid-web"] = [Seq(dict(service("web", ["id-appnet-1"], 8),
+                                                 UpdateStatus={"State": "completed"}))]
+    out = run(monkeypatch, api, name="appnet", kind="swarm", generation=1)
+    assert out["actions"] == ["move service web from appnet to appnet-1", "remove swarm network appnet (generation 0)"]
+    move = api.writes[0]
+    assert move[2]["TaskTemplate"]["ForceUpdate"] == 1 and move[2]["UpdateConfig"]["FailureAction"] == "continue"
