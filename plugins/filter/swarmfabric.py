@@ -152,9 +152,25 @@ def swarm_fabric_epoch(overlay, reads, rotate=False):
     return fabric_keys.cluster_epoch(h['epoch'] for h in live.values())
 
 
+def swarm_fabric_rekey(plan, reads):
+    """{overlay: epoch} of the encrypted overlays this converge must re-key by a zero-loss
+    rotation: every member is in the play and answered, and some pair's ends disagree (a
+    host lost its keys). The whole overlay moves past every epoch held, so no SA anywhere
+    keeps a key from before (docs/security.md, "After a reboot")."""
+    out = {}
+    overlays = plain(plan['overlays'])
+    for name in sorted(n for n, o in overlays.items() if o.get('encrypted')):
+        members = fabric_keys.overlay_members(overlays[name])
+        live = fabric_keys.live_by_host(plain(reads), name)
+        if set(members) <= set(live) and fabric_keys.broken_pairs(members, live):
+            out[name] = swarm_fabric_epoch(name, reads, rotate=True)
+    return out
+
+
 class FilterModule:
     def filters(self):
         return {'swarm_validate': swarm_validate, 'swarm_plan': swarm_plan, 'swarm_host_view': swarm_host_view,
                 'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets,
                 'swarm_mesh_merge': swarm_mesh_merge, 'swarm_fabric_index': swarm_fabric_index,
-                'swarm_fabric_sas': swarm_fabric_sas, 'swarm_fabric_epoch': swarm_fabric_epoch}
+                'swarm_fabric_sas': swarm_fabric_sas, 'swarm_fabric_epoch': swarm_fabric_epoch,
+                'swarm_fabric_rekey': swarm_fabric_rekey}

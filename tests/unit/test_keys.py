@@ -372,3 +372,56 @@ def test_filters_give_each_host_only_its_keys_from_a_plan():
     assert f["swarm_fabric_epoch"]("sealed", reads) == 7 and f["swarm_fabric_epoch"]("sealed", reads, True) == 10
     with pytest.raises(AnsibleFilterError, match="Cannot derive the ESP keys of node1 on overlay sealed"):
         f["swarm_fabric_sas"]({"name": "sealed"}, plan, "node1", reads, "", NONCE)
+
+
+# --- a converge that finds a host that lost its keys --------------------------
+
+
+def test_broken_pairs_are_the_ones_whose_ends_disagree():
+    assert keys.broken_pairs(MEMBERS, {h: {} for h in HOSTS}) == []  # new to both ends: not broken
+    live = converge({})
+    assert keys.broken_pairs(MEMBERS, live) == []
+    live = rotate(live, 2)
+    assert keys.broken_pairs(MEMBERS, live) == []
+    live["n2"] = {}  # n2 rebooted
+    assert keys.broken_pairs(MEMBERS, live) == [("n1", "n2"), ("n2", "n1"), ("n2", "n3"), ("n3", "n2")]
+    # A host out of the play is no evidence either way.
+    assert keys.broken_pairs(MEMBERS, {h: live[h] for h in ("n1", "n3")}) == []
+
+
+def test_reboot_rekeys_the_whole_overlay_so_no_key_from_before_survives_anywhere():
+    live = rotate(converge({}), 2)
+    before = pairs(live)
+    live["n2"] = {}
+    assert keys.broken_pairs(MEMBERS, live)
+    target = keys.rotation_epoch(e for h in live.values() if h for e in
+                                 [h["epoch"], *(s["epoch"] for s in h["sas"])])
+    assert target == 3
+    after = rotate(live, target)
+    agreed(after)
+    assert {after[h]["epoch"] for h in HOSTS} == {3}
+    assert not pairs(after) & before  # n1 <-> n3 too: every SA on every host is new
+    assert keys.broken_pairs(MEMBERS, after) == []
+
+
+def test_rekey_filter_picks_only_overlays_with_a_broken_pair_and_every_member_answering():
+    f = _filters()
+    swarm = {"name": "kernel-lab", "managers": ["n1"], "workers": ["n2", "n3"],
+             "overlays": {"sealed": {"vni": 310, "subnet": "10.40.0.0/16"}}}
+    hostvars = {h: {"swarm_advertise_addr": MEMBERS[h]["underlay"]} for h in HOSTS}
+    plan = build_plan(swarm, hostvars)
+    slots = {h: plan["overlays"]["sealed"]["members"][h]["slot"] for h in HOSTS}
+
+    def reads_of(live):
+        return {h: {"results": [{"item": {"name": "sealed"}, "epoch": (live[h] or {}).get("epoch"),
+                                 "live_sas": (live[h] or {}).get("sas", []),
+                                 "outbound": (live[h] or {}).get("outbound", {})}]} for h in live}
+
+    live = {h: installed(f["swarm_fabric_sas"]({"name": "sealed"}, plan, h, reads_of({x: {} for x in HOSTS}),
+                                                SECRET, NONCE)) for h in HOSTS}
+    assert all(s["spi"] & 0xFFFF == slots[h] for h in HOSTS for s in live[h]["sas"] if s["direction"] == "out")
+    assert f["swarm_fabric_rekey"](plan, reads_of(live)) == {}
+    live["n2"] = {}
+    assert f["swarm_fabric_rekey"](plan, reads_of(live)) == {"sealed": 2}
+    # With a member that did not answer, nothing is rotated: the pairs converge one by one.
+    assert f["swarm_fabric_rekey"](plan, reads_of({h: live[h] for h in ("n1", "n2")})) == {}

@@ -292,6 +292,23 @@ def host_sas(secret, cluster, nonce, overlay, host, members, live, phase="conver
     return {"epoch": epoch, "peers": peers, "sas": sas}
 
 
+def broken_pairs(members, live):
+    """Directions between two hosts of the play whose ends disagree: one end holds an SA
+    the other lacks, or both hold one under different keys (a host that lost its state
+    in a reboot, a rotation stopped half way). A pair that is new to both ends is not
+    broken: it is simply installed. ``members`` and ``live`` as for ``host_sas``."""
+    broken = []
+    for src in sorted(members):
+        for dst in sorted(members):
+            if src == dst or src not in live or dst not in live:
+                continue
+            src_addr, dst_addr = members[src].get("underlay"), members[dst].get("underlay")
+            if src_addr and dst_addr and (_live_index(live[src], dst_addr, "out")
+                                          != _live_index(live[dst], src_addr, "in")):
+                broken.append((src, dst))
+    return broken
+
+
 # --- from the plan and the read step (used by the controller's filters) ----
 
 
