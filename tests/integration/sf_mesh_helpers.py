@@ -10,6 +10,20 @@ import tempfile
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# The one-node description the netns mesh tests converge: a container service
+# and a static one, both with a VIP and an ingress port.
+SWARM = {
+    "name": "t", "managers": ["node1"], "nodes": {"node1": {"slot": 17}},
+    "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
+    "services": {
+        "web": {"image": "swarmfabric/task:1", "replicas": 2, "overlays": ["appnet"], "vip": "10.20.255.10",
+                "publish": [{"published": 8080, "target": 80}]},
+        "static": {"backends": ["10.20.50.5:80"], "overlays": ["appnet"], "vip": "10.20.255.11",
+                   "publish": [{"published": 8081, "target": 80}]},
+    },
+    "mesh": {"backend": "nftables", "scheduler": "rr"},
+}
 ANSIBLE = str(pathlib.Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible")
 
 

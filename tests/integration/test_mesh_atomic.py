@@ -12,25 +12,14 @@ import copy
 import sys
 
 import pytest
-from sf_mesh_helpers import ROOT, Shim, del_ns, mesh_result, new_ns, play, sh, snapshot
+from sf_mesh_helpers import ROOT, SWARM, Shim, del_ns, mesh_result, new_ns, play, sh, snapshot
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from swarmfabric.plan import build_plan
 
 FACTS = {"node1": {"swarm_advertise_addr": "192.168.78.1"}}
-SWARM_A = {
-    "name": "t", "managers": ["node1"], "nodes": {"node1": {"slot": 17}},
-    "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
-    "services": {
-        "web": {"image": "swarmfabric/task:1", "replicas": 2, "overlays": ["appnet"], "vip": "10.20.255.10",
-                "publish": [{"published": 8080, "target": 80}]},
-        "static": {"backends": ["10.20.50.5:80"], "overlays": ["appnet"], "vip": "10.20.255.11",
-                   "publish": [{"published": 8081, "target": 80}]},
-    },
-    "mesh": {"backend": "nftables", "scheduler": "rr"},
-}
+SWARM_A = SWARM
 BACKENDS_A = {"web": ["10.20.50.5", "10.20.60.5"]}
-# B: one web backend less, "static" gone (VIP .11 removed), "api" new (VIP .12 added).
 SWARM_B = copy.deepcopy(SWARM_A)
 del SWARM_B["services"]["static"]
 SWARM_B["services"]["api"] = {"backends": ["10.20.70.5:81"], "overlays": ["appnet"], "vip": "10.20.255.12",

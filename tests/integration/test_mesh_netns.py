@@ -11,22 +11,11 @@ import tempfile
 import time
 
 import pytest
-from sf_mesh_helpers import ROOT, del_ns, new_ns, ruleset, sh
+from sf_mesh_helpers import ROOT, SWARM, del_ns, new_ns, ruleset, sh
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from swarmfabric.plan import build_plan
 
-SWARM = {
-    "name": "t", "managers": ["node1"], "nodes": {"node1": {"slot": 17}},
-    "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
-    "services": {
-        "web": {"image": "swarmfabric/task:1", "replicas": 2, "overlays": ["appnet"], "vip": "10.20.255.10",
-                "publish": [{"published": 8080, "target": 80}]},
-        "static": {"backends": ["10.20.50.5:80"], "overlays": ["appnet"], "vip": "10.20.255.11",
-                   "publish": [{"published": 8081, "target": 80}]},
-    },
-    "mesh": {"backend": "nftables", "scheduler": "rr"},
-}
 SERVERS = {"srv1": "10.20.50", "srv2": "10.20.60"}
 PLAYBOOK = """- hosts: node1
   gather_facts: false
