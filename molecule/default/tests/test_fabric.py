@@ -5,6 +5,7 @@ first manager), so the same tests check both descriptions: after the second
 converge the retired node must be gone from every peer's FDB.
 """
 
+import ipaddress
 import json
 import os
 
@@ -101,10 +102,15 @@ def test_docker_networks_built_from_the_plan(host, members):
     assert config["Options"] == {"parent": DEVICE, "macvlan_mode": "bridge"}
     ipam = config["IPAM"]["Config"][0]
     assert ipam["Subnet"] == "10.20.0.0/16" and ipam["Gateway"] == "10.20.0.1"
-    shim_addr = next(a["local"] for a in jrun(host, f"ip -j addr show dev {SHIM}")[0]["addr_info"]
-                     if a["family"] == "inet")
+    # The host address is the shim's one /16 that is not the gateway (the
+    # mesh's VIPs are /32s, and after an address move they may come first).
+    shim_addr, = (a["local"] for a in jrun(host, f"ip -j addr show dev {SHIM}")[0]["addr_info"]
+                  if a["family"] == "inet" and a["prefixlen"] == 16 and a["local"] != "10.20.0.1")
     assert ipam["AuxiliaryAddresses"] == {"host": shim_addr}
-    assert ipam["IPRange"].rsplit(".", 2)[0] == shim_addr.rsplit(".", 2)[0]
+    # The task range is this node's slot (the default /24), and the shim holds
+    # its first address.
+    task_range = ipaddress.ip_network(ipam["IPRange"])
+    assert task_range.prefixlen == 24 and shim_addr == str(task_range.network_address + 1)
 
 
 def test_swarm_network_is_macvlan_from_config(host):
