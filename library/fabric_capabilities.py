@@ -66,15 +66,21 @@ probed:
   description: Whether the namespace probes ran (false in check mode).
   returned: always
   type: bool
+actions:
+  description: Always empty (the module only reads and probes in a throwaway namespace).
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.kernelcaps import (
-    capability_message,
+    capability_cause,
     missing_capabilities,
     module_runner,
     predicted_missing,
 )
+from ansible.module_utils.swarmfabric.module import Change
 
 
 def main():
@@ -82,6 +88,7 @@ def main():
         argument_spec=dict(encrypted=dict(type="list", elements="str", default=[])),
         supports_check_mode=True,
     )
+    change = Change(module, diff=False)
     overlays = module.params["encrypted"]
     if module.check_mode:
         missing, unverified = predicted_missing(encrypted=bool(overlays))
@@ -90,12 +97,12 @@ def main():
     extra = {"missing": missing, "unverified": unverified, "probed": not module.check_mode}
     if missing:
         if overlays:
-            module.fail_json(msg=capability_message(", ".join(overlays), missing), **extra)
-        module.fail_json(msg="Cannot build the VXLAN fabric: this kernel lacks " + "; ".join(missing), **extra)
+            change.fail(f"enable encryption on overlay {', '.join(overlays)}", capability_cause(missing), **extra)
+        change.fail("build the VXLAN fabric", "this kernel lacks " + "; ".join(missing), **extra)
     if unverified:
         module.warn("Check mode could not tell from files whether the kernel has "
                     + ", ".join(unverified) + "; the real run probes them.")
-    module.exit_json(changed=False, **extra)
+    change.exit(changed=False, **extra)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ script:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric.module import Change, Runner
 from ansible.module_utils.swarmfabric.nft import NftError, canonical_text, converge_table, line_changes
 
 
@@ -115,26 +116,22 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    nft = module.get_bin_path("nft", required=True)
-
-    def run(argv, data):
-        return module.run_command(argv, data=data, binary_data=True)
-
+    table = f"{params['family']} {params['name']}"
+    change = Change(module, headers=(f"nft table {table} (live)", f"nft table {table} (desired)"))
+    runner = Runner(module)
+    # One nft -f is one kernel transaction, so the apply is its own validation;
+    # check mode runs only nft -c (converge_table picks it), which writes nothing.
     try:
-        result = converge_table(run, nft, params["family"], params["name"], params["definition"],
-                                params["state"], module.check_mode)
+        result = converge_table(runner.status, runner.path("nft"), params["family"], params["name"],
+                                params["definition"], params["state"], change.check_mode)
     except NftError as exc:
-        module.fail_json(msg=f"Cannot apply table {params['family']} {params['name']}: {exc}")
+        change.fail(f"apply table {table}", exc)
+    change.actions = result.pop("actions")
     before, after = result.pop("before"), result.pop("after")
+    change.before, change.after = canonical_text(before), canonical_text(after)
     result["lines_added"], result["lines_removed"] = line_changes(before, after) if result["changed"] else (0, 0)
     result.setdefault("script", "")
-    if module._diff:
-        result["diff"] = {
-            "before": canonical_text(before), "after": canonical_text(after),
-            "before_header": f"nft table {params['family']} {params['name']} (live)",
-            "after_header": f"nft table {params['family']} {params['name']} (desired)",
-        }
-    module.exit_json(**result)
+    change.exit(**result)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 SERVICE_LABEL = "com.docker.swarm.service.name"
 
@@ -101,13 +102,13 @@ def main():
         },
         supports_check_mode=True,
     )
+    change = Change(module, diff=False)
     api = DockerAPI(socket_path=module.params["socket"])
     try:
         containers = api.get("/containers/json", query={"filters": {"label": [SERVICE_LABEL]}})
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot read the local swarm tasks: {exc}")
-    backends = local_backends(containers, module.params["services"], module.params["name_prefix"])
-    module.exit_json(changed=False, backends=backends, actions=[])
+        change.fail("read the local swarm tasks", exc)
+    change.exit(backends=local_backends(containers, module.params["services"], module.params["name_prefix"]))
 
 
 if __name__ == "__main__":

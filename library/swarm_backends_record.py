@@ -71,6 +71,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 HOST_LABEL = "io.swarmfabric.host"
 BACKENDS_LABEL = "io.swarmfabric.backends"
@@ -103,10 +104,9 @@ def running_services(tasks, services):
 
 
 class Record:
-    def __init__(self, module, api):
-        self.module = module
+    def __init__(self, change, api):
+        self.change = change
         self.api = api
-        self.actions = []
 
     def run(self, reports, silent):
         nodes = {}
@@ -123,13 +123,7 @@ class Record:
             labels = dict((node.get("Spec") or {}).get("Labels") or {})
             if labels.get(BACKENDS_LABEL) == text:
                 continue
-            self.actions.append(f"recorded the backends of {host}")
-            if self.module.check_mode:
-                continue
-            fresh = self.api.get(f"/nodes/{node['ID']}")
-            spec = dict(fresh.get("Spec") or {})
-            spec["Labels"] = dict(spec.get("Labels") or {}, **{BACKENDS_LABEL: text})
-            self.api.post(f"/nodes/{node['ID']}/update", body=spec, query={"version": fresh["Version"]["Index"]})
+            self.change.act(f"recorded the backends of {host}", self.label, node["ID"], text)
         kept, unknown = {}, []
         services = self.api.get("/services") if silent else []
         for host in sorted(set(silent)):
@@ -141,7 +135,14 @@ class Record:
             tasks = self.api.get("/tasks", query={"filters": {"node": [node["ID"]], "desired-state": ["running"]}})
             alive = running_services(tasks, services)
             kept[host] = {name: ips for name, ips in decode(labels[BACKENDS_LABEL]).items() if name in alive}
-        return {"changed": bool(self.actions), "actions": self.actions, "kept": kept, "unknown": unknown}
+        return {"kept": kept, "unknown": unknown}
+
+    def label(self, node_id, text):
+        # Re-read: the version index must be the node's current one.
+        fresh = self.api.get(f"/nodes/{node_id}")
+        spec = dict(fresh.get("Spec") or {})
+        spec["Labels"] = dict(spec.get("Labels") or {}, **{BACKENDS_LABEL: text})
+        self.api.post(f"/nodes/{node_id}/update", body=spec, query={"version": fresh["Version"]["Index"]})
 
 
 def main():
@@ -153,11 +154,13 @@ def main():
         },
         supports_check_mode=True,
     )
-    record = Record(module, DockerAPI(module.params["socket"]))
+    change = Change(module, diff=False)
+    record = Record(change, DockerAPI(module.params["socket"]))
     try:
-        module.exit_json(**record.run(module.params["reports"], module.params["silent"]))
+        result = record.run(module.params["reports"], module.params["silent"])
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot record the backends in the swarm: {exc}", actions=record.actions)
+        change.fail("record the backends in the swarm", exc)
+    change.exit(**result)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 
 class QuorumError(Exception):
@@ -254,22 +255,22 @@ def user_labels(labels):
 
 
 class Cluster:
-    def __init__(self, module, api):
-        self.module = module
+    def __init__(self, change, api):
+        self.change = change
+        self.module = change.module
         self.api = api
-        self.actions = []
         self.deferred = {}
         self.warnings = []
-        self.timeout = module.params["wait_timeout"]
+        self.timeout = self.module.params["wait_timeout"]
         self.self_id = (api.get("/info").get("Swarm") or {}).get("NodeID")
 
     def live(self):
         return self.api.get("/nodes")
 
     def update(self, node_id, text, **changes):
-        self.actions.append(text)
-        if self.module.check_mode:
-            return
+        self.change.act(text, self.write_spec, node_id, changes)
+
+    def write_spec(self, node_id, changes):
         node = self.api.get(f"/nodes/{node_id}")
         spec = dict(node.get("Spec") or {})
         spec.update(changes)
@@ -279,7 +280,7 @@ class Cluster:
         self.deferred.setdefault(name, []).append(text)
 
     def wait_for(self, what, predicate):
-        if self.module.check_mode:
+        if self.change.check_mode:
             return
         deadline = time.monotonic() + self.timeout
         while True:
@@ -302,8 +303,8 @@ class Cluster:
     def retire(self, node):
         """Remove one undescribed node once it is down; never forced."""
         name = display(node)
-        if self.module.check_mode:
-            self.actions.append(f"removed {name} from the swarm")
+        if self.change.check_mode:
+            self.change.act(f"removed {name} from the swarm")
             return True
         try:
             self.wait_for(f"{name} to go down", lambda n=node["ID"]: self.is_down(n))
@@ -314,15 +315,15 @@ class Cluster:
             self.warnings.append(f"Cannot remove {name} from the swarm yet: {exc}; it stays in the node list "
                                  "(make it leave, then run again)")
             return False
-        self.actions.append(f"removed {name} from the swarm")
+        self.change.act(f"removed {name} from the swarm")
         return True
 
     def run(self, desired, remove_nodes):
         for item in desired:
             reserved = sorted(key for key in item["labels"] or {} if key.startswith(RESERVED_PREFIX))
             if reserved:
-                self.module.fail_json(msg=f"Cannot reconcile swarm nodes: label {reserved[0]} of {item['name']} uses "
-                                      f"the reserved prefix {RESERVED_PREFIX}", actions=[])
+                self.change.fail("reconcile swarm nodes", f"label {reserved[0]} of {item['name']} uses "
+                                 f"the reserved prefix {RESERVED_PREFIX}", actions=[])
         live = self.live()
         matched, undescribed = match_nodes(desired, live)
         want = {item["name"]: item for item in desired}
@@ -364,7 +365,7 @@ class Cluster:
         try:
             promote, demote = plan_managers(managers, reachable, keep, self.self_id)
         except QuorumError as exc:
-            self.module.fail_json(msg=f"Cannot reconcile swarm managers: {exc}", actions=[])
+            self.change.fail("reconcile swarm managers", exc, actions=[])
 
         # 1. Promotions first, each with its node's settings; wait until reachable.
         for node_id in promote:
@@ -403,8 +404,6 @@ class Cluster:
                 f"{', '.join(missing)} were not found in the swarm, and an undescribed node may be one of them")
 
         result = {
-            "changed": bool(self.actions),
-            "actions": self.actions,
             "missing": missing,
             # Not "unreachable": Ansible reads that key as the host being unreachable.
             "not_reached": unreachable,
@@ -414,12 +413,9 @@ class Cluster:
         }
         for text in self.warnings:
             self.module.warn(text)
-        if self.module._diff:
-            result["diff"] = {
-                "before": before,
-                "after": dict(after, **{display(n): node_view(n) for n in undescribed if display(n) in pending}),
-            }
-        return result
+        self.change.before = before
+        self.change.after = dict(after, **{display(n): node_view(n) for n in undescribed if display(n) in pending})
+        return self.change.result(**result)
 
     def defer_changes(self, name, have, item):
         """Record what an unreachable host would get; nothing is applied to it."""
@@ -455,12 +451,13 @@ def main():
     )
     for item in module.params["nodes"]:
         item["labels"] = {str(key): str(value) for key, value in (item["labels"] or {}).items()}
-    cluster = None
+    change = Change(module)
     try:
-        cluster = Cluster(module, DockerAPI(module.params["socket"]))
-        module.exit_json(**cluster.run(module.params["nodes"], module.params["remove_nodes"]))
+        result = Cluster(change, DockerAPI(module.params["socket"])).run(module.params["nodes"],
+                                                                          module.params["remove_nodes"])
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot reconcile swarm nodes: {exc}", actions=cluster.actions if cluster else [])
+        change.fail("reconcile swarm nodes", exc)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

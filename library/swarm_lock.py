@@ -90,6 +90,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 LOCK_LABEL = "io.swarmfabric.lock"
 
@@ -117,9 +118,9 @@ def describe(holder):
     return f"{who}@{where} since {since} (run {holder.get('run') or '?'})"
 
 
-def held_message(holder):
+def held_cause(holder):
     return (
-        f"Cannot take the converge lock: another converge holds it: {describe(holder)}; wait for it to end, "
+        f"another converge holds it: {describe(holder)}; wait for it to end, "
         "or, if that run is gone, break the lock with -e swarm_break_lock=true"
     )
 
@@ -136,11 +137,11 @@ def with_lock(spec, holder):
 
 
 class Lock:
-    def __init__(self, module, api):
-        self.module = module
+    def __init__(self, change, api):
+        self.change = change
+        self.module = change.module
         self.api = api
-        self.actions = []
-        self.owner = module.params["owner"] or {}
+        self.owner = self.module.params["owner"] or {}
 
     def read(self):
         return read_lock(self.api.get("/swarm"))
@@ -148,29 +149,32 @@ class Lock:
     def write(self, spec, version, holder):
         self.api.post("/swarm/update", body=with_lock(spec, holder), query={"version": version})
 
+    def held(self, holder):
+        self.change.fail("take the converge lock", held_cause(holder), holder=holder, actions=[])
+
     def take(self):
         spec, version, holder = self.read()
         if holder.get("run") == self.owner["run"]:
             return holder
         if holder and not self.module.params["break_lock"]:
-            if self.module.check_mode:
+            if self.change.check_mode:
                 self.module.warn(f"The converge lock is held: {describe(holder)}; a real run would stop here")
                 return holder
-            self.module.fail_json(msg=held_message(holder), holder=holder, actions=[])
-        self.actions.append(f"broke the lock of {describe(holder)}" if holder else "took the converge lock")
-        if self.module.check_mode:
+            self.held(holder)
+        self.change.act(f"broke the lock of {describe(holder)}" if holder else "took the converge lock")
+        if self.change.check_mode:
             return holder
         try:
             self.write(spec, version, self.owner)
-        except DockerAPIError as exc:
+        except DockerAPIError:
             # Another run updated the swarm between our read and our write.
             _, _, holder = self.read()
             if holder and holder.get("run") != self.owner["run"]:
-                self.module.fail_json(msg=held_message(holder), holder=holder, actions=[])
-            raise exc
+                self.held(holder)
+            raise
         _, _, holder = self.read()
         if holder.get("run") != self.owner["run"]:
-            self.module.fail_json(msg=held_message(holder), holder=holder, actions=[])
+            self.held(holder)
         return holder
 
     def release(self):
@@ -180,9 +184,7 @@ class Lock:
         if holder.get("run") != self.owner["run"]:
             self.module.warn(f"The converge lock is held by another run, left in place: {describe(holder)}")
             return holder
-        self.actions.append("released the converge lock")
-        if not self.module.check_mode:
-            self.write(spec, version, {})
+        self.change.act("released the converge lock", self.write, spec, version, {})
         return {}
 
 
@@ -205,7 +207,8 @@ def main():
         required_if=[("state", "present", ("owner",)), ("state", "absent", ("owner",))],
         supports_check_mode=True,
     )
-    lock = Lock(module, DockerAPI(module.params["socket"]))
+    change = Change(module, diff=False)
+    lock = Lock(change, DockerAPI(module.params["socket"]))
     action = {"present": "take the converge lock", "absent": "release the converge lock",
               "query": "read the converge lock"}[module.params["state"]]
     try:
@@ -216,8 +219,8 @@ def main():
         else:
             holder = lock.read()[2]
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot {action}: {exc}", actions=lock.actions)
-    module.exit_json(changed=bool(lock.actions), holder=holder, actions=lock.actions)
+        change.fail(action, exc)
+    change.exit(holder=holder)
 
 
 if __name__ == "__main__":

@@ -171,11 +171,11 @@ network:
 """
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import netgen
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 
 def desired_body(p, generation):
@@ -248,18 +248,13 @@ def swap_network(spec, old, new_id):
 
 
 class Networks:
-    def __init__(self, module, api, sleep=time.sleep, clock=time.monotonic):
-        self.module = module
+    def __init__(self, change, api, sleep=time.sleep, clock=time.monotonic):
+        self.change = change
+        self.module = change.module
         self.api = api
-        self.p = module.params
+        self.p = self.module.params
         self.sleep, self.clock = sleep, clock
-        self.actions = []
         self.moved = []
-
-    def write(self, fn, *args, **kwargs):
-        if not self.module.check_mode:
-            return fn(*args, **kwargs)
-        return None
 
     def listing(self):
         return self.api.get("/networks") or []
@@ -285,17 +280,17 @@ class Networks:
         if live is not None and before == after:
             return live.get("Id"), before, after
         if live is not None:
-            self.actions.append(f"remove {label} (settings differ)")
+            self.change.act(f"remove {label} (settings differ)")
             self.do(f"remove {label}", self.api.delete, f"/networks/{live['Id']}")
-        self.actions.append(f"create {label}")
+        self.change.act(f"create {label}")
         created = self.do(f"create {label}", self.api.post, "/networks/create", body=body)
         return (created or {}).get("Id"), before, after
 
     def do(self, what, fn, *args, **kwargs):
         try:
-            return self.write(fn, *args, **kwargs)
+            return self.change.write(fn, *args, **kwargs)
         except DockerAPIError as exc:
-            raise Failure(f"Cannot {what}: {exc}") from exc
+            raise Failure(what, exc) from exc
 
     def by_name(self, gens, gen, kind):
         net = gens.get(gen)
@@ -314,7 +309,7 @@ class Networks:
             # refuses while a swarm network is still built from it.
             old = netgen.generation_of(holder, self.p["name"], "config")
             label = f"config-only network {config_name} (generation {old if old is not None else 'unknown'})"
-            self.actions.append(f"remove {label}")
+            self.change.act(f"remove {label}")
             self.do(f"remove {label}", self.api.delete, f"/networks/{holder['Id']}")
             gens.pop(old, None)
         _, before, after = self.ensure("config", gen, live)
@@ -336,7 +331,7 @@ class Networks:
                     raise
                 self.module.warn(f"{exc}; it is kept until nothing uses it, and removed by a later run")
                 continue
-            self.actions.append(f"remove {label}")
+            self.change.act(f"remove {label}")
             left.discard(gen)
         return sorted(left)
 
@@ -381,9 +376,9 @@ class Networks:
         targets = {n.get("Target") for n in service_networks(service["Spec"])}
         old_names = sorted({net["Name"] for net in older.values() if resume or {net["Id"], net["Name"]} & targets})
         what = f"move service {name} from {', '.join(old_names)} to {new_name}"
-        self.actions.append(what)
+        self.change.act(what)
         self.moved.append(name)
-        if self.module.check_mode:
+        if self.change.check_mode:
             return
         spec = swap_network(service["Spec"], old_refs, new_id)
         if resume:  # the spec is on the new network already: restart the tasks left behind
@@ -408,7 +403,7 @@ class Networks:
                 self.api.post(f"/services/{service['ID']}/update", body=restored,
                               query={"version": live["Version"]["Index"]})
         except DockerAPIError as exc:
-            raise Failure(f"Cannot {what}: {exc}") from exc
+            raise Failure(what, exc) from exc
 
     def wait_moved(self, service_id, old_ids, new_id):
         """Until the rolling update completed and every task that should run runs on the new network."""
@@ -433,7 +428,11 @@ class Networks:
 
 
 class Failure(Exception):
-    pass
+    """A step that failed: "Cannot <what>: <cause>"."""
+
+    def __init__(self, what, cause):
+        self.what, self.cause = what, cause
+        super().__init__(f"Cannot {what}: {cause}")
 
 
 def main():
@@ -456,13 +455,14 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    change = Change(module)
     needs_settings = p["kind"] == "config" and p["state"] in ("present", "query")
     if needs_settings and not (p["subnet"] and p["parent"]):
-        module.fail_json(msg="Cannot converge a config-only network: subnet and parent are required")
+        change.fail("converge a config-only network", "subnet and parent are required")
     if p["generation"] < 0:
-        module.fail_json(msg=f"Cannot converge network generation {p['generation']}: generations start at 0")
+        change.fail(f"converge network generation {p['generation']}", "generations start at 0")
     p["alt_parent"] = p["alt_parent"] or (f"{p['parent']}-h" if p["parent"] else None)
-    nets = Networks(module, DockerAPI(p["socket"]))
+    nets = Networks(change, DockerAPI(p["socket"]))
     gen = p["generation"]
     out = {}
     try:
@@ -475,26 +475,23 @@ def main():
         elif p["state"] == "present":
             out = nets.config_present(gen)
         elif p["state"] == "pruned" and p["kind"] == "swarm":
-            module.fail_json(msg="Cannot prune swarm networks: state=present with kind=swarm removes older ones")
+            change.fail("prune swarm networks", "state=present with kind=swarm removes older ones")
         elif p["state"] == "pruned":
             out = nets.config_pruned(gen, set(p["keep"]))
         else:
             gens = netgen.generations(nets.listing(), p["name"], p["kind"])
             out = {"generations": nets.remove_all(p["kind"], gens, set(gens))}
     except Failure as exc:
-        module.fail_json(msg=str(exc), actions=nets.actions, moved=nets.moved, exception=traceback.format_exc())
+        change.fail(exc.what, exc.cause, moved=nets.moved)
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot read the networks of overlay {p['name']}: {exc}", actions=nets.actions,
-                         exception=traceback.format_exc())
+        change.fail(f"read the networks of overlay {p['name']}", exc)
     swarm_name, config_name = netgen.names(p["name"], gen)
     before = out.pop("before", out.get("network"))
-    result = dict(out, changed=bool(nets.actions), actions=nets.actions, moved=nets.moved, generation=gen,
-                  network_name=swarm_name if p["kind"] == "swarm" else config_name, config_name=config_name)
-    result.setdefault("generations", [])
-    if module._diff:
-        result["diff"] = {"before": {"generation": gen, "network": before or {}, "moved": []},
-                          "after": {"generation": gen, "network": out.get("network") or {}, "moved": nets.moved}}
-    module.exit_json(**result)
+    change.before = {"generation": gen, "network": before or {}, "moved": []}
+    change.after = {"generation": gen, "network": out.get("network") or {}, "moved": nets.moved}
+    out.setdefault("generations", [])
+    change.exit(**out, moved=nets.moved, generation=gen, config_name=config_name,
+                network_name=swarm_name if p["kind"] == "swarm" else config_name)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,7 @@ import ssl
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 NAME_LABEL = "io.swarmfabric.name"
 HOST_LABEL = "io.swarmfabric.host"
@@ -272,38 +273,40 @@ def join_body(params):
 
 
 def foreign_swarm_error(params, state):
-    """Message when the host is in a swarm that is not ours, else None."""
+    """(action, cause) when the host is in a swarm that is not ours, else None."""
     expected = params["cluster_id"]
     if expected and state["cluster_id"] != expected:
         return (
-            f"Cannot join swarm {expected}: this host is already in a different swarm "
-            f"{state['cluster_id'] or '(unknown id)'}; make it leave that swarm first (docker swarm leave --force)"
+            f"join swarm {expected}",
+            f"this host is already in a different swarm "
+            f"{state['cluster_id'] or '(unknown id)'}; make it leave that swarm first (docker swarm leave --force)",
         )
     if params["init"] and params["name"] and state["is_manager"] and state["swarm_name"] != params["name"]:
         return (
-            f"Cannot set up swarm {params['name']!r}: this host is already a manager of a different swarm "
+            f"set up swarm {params['name']!r}",
+            f"this host is already a manager of a different swarm "
             f"{state['cluster_id']} (named {state['swarm_name'] or 'nothing'}, not {params['name']!r}); "
-            "make it leave that swarm first (docker swarm leave --force)"
+            "make it leave that swarm first (docker swarm leave --force)",
         )
     return None
 
 
 class Membership:
-    def __init__(self, module, api):
-        self.module = module
+    def __init__(self, change, api):
+        self.change = change
+        self.module = change.module
         self.api = api
-        self.params = module.params
-        self.actions = []
+        self.params = self.module.params
         self.state = read_state(api)
-        self.before = self.summary()
+        change.before = self.summary()
 
     def summary(self):
         return {"state": self.state["node_state"], "cluster_id": self.state["cluster_id"], "role": role_of(self.state)}
 
     def act(self, text, method, path, body=None, query=None):
-        self.actions.append(text)
-        if self.module.check_mode:
-            return None
+        return self.change.act(text, self.request, method, path, body, query)
+
+    def request(self, method, path, body, query):
         result = self.api.request(method, path, body=body, query=query)
         self.state = read_state(self.api)
         return result
@@ -312,13 +315,10 @@ class Membership:
         if self.state["node_state"] != "locked":
             return
         if not self.params["unlock_key"]:
-            self.module.fail_json(
-                msg="Cannot manage swarm membership: this manager is locked (autolock is on) and no unlock_key "
-                "was given; pass the swarm's unlock key from the vault",
-                actions=self.actions,
-            )
+            self.change.fail("manage swarm membership", "this manager is locked (autolock is on) and no "
+                             "unlock_key was given; pass the swarm's unlock key from the vault")
         self.act("unlocked manager", "POST", "/swarm/unlock", body={"UnlockKey": self.params["unlock_key"]})
-        if self.module.check_mode:
+        if self.change.check_mode:
             self.state["node_state"] = "active"
 
     def repair(self):
@@ -329,31 +329,25 @@ class Membership:
             f"left half-joined swarm (state {self.state['node_state']}{cause})",
             "POST", "/swarm/leave", query={"force": True},
         )
-        if self.module.check_mode:
+        if self.change.check_mode:
             self.state.update(node_state="inactive", cluster_id="", is_manager=False)
 
     def create_or_join(self):
         params = self.params
         if params["init"]:
             if not params["name"]:
-                self.module.fail_json(msg="Cannot create swarm: option name is required with init")
+                self.change.fail("create swarm", "option name is required with init")
             self.act(f"initialised swarm {params['name']!r} advertising {params['advertise_addr'] or 'default'}",
                      "POST", "/swarm/init", body=init_body(params))
             return
-        if not self.module.check_mode and (not params["join_token"] or not params["remote_addrs"]):
-            self.module.fail_json(
-                msg="Cannot join swarm: no live manager to join through (remote_addrs and join_token are empty); "
-                "is the first manager up?",
-                actions=self.actions,
-            )
+        if not self.change.check_mode and (not params["join_token"] or not params["remote_addrs"]):
+            self.change.fail("join swarm", "no live manager to join through (remote_addrs and join_token are "
+                             "empty); is the first manager up?")
         target = params["cluster_id"] or "via " + (",".join(params["remote_addrs"]) or "a manager")
         self.act(f"joined swarm {target} as {params['role']}", "POST", "/swarm/join", body=join_body(params))
-        if not self.module.check_mode and role_of(self.state) != params["role"]:
-            self.module.fail_json(
-                msg=f"Cannot join swarm as {params['role']}: the host joined as {role_of(self.state) or 'nothing'}; "
-                "was the join token for the other role?",
-                actions=self.actions,
-            )
+        if not self.change.check_mode and role_of(self.state) != params["role"]:
+            self.change.fail(f"join swarm as {params['role']}", f"the host joined as "
+                             f"{role_of(self.state) or 'nothing'}; was the join token for the other role?")
 
     def reconcile_autolock(self):
         if self.params["autolock"] is None or not self.state["is_manager"]:
@@ -377,21 +371,21 @@ class Membership:
             f"left stale swarm state (node {self.state['node_id']} is not in the managers' node list)",
             "POST", "/swarm/leave", query={"force": True},
         )
-        if self.module.check_mode:
+        if self.change.check_mode:
             self.state.update(node_state="inactive", cluster_id="", is_manager=False)
 
     def present(self):
         self.unlock()
         self.repair()
         if self.state["node_state"] == "active":
-            message = foreign_swarm_error(self.params, self.state)
-            if message:
-                self.module.fail_json(msg=message, cluster_id=self.state["cluster_id"], actions=self.actions)
+            foreign = foreign_swarm_error(self.params, self.state)
+            if foreign:
+                self.change.fail(*foreign, cluster_id=self.state["cluster_id"])
             self.rejoin()
         if self.state["node_state"] == "inactive":
             self.create_or_join()
         self.reconcile_autolock()
-        if self.module.check_mode and self.actions and self.state["node_state"] == "inactive":
+        if self.change.check_mode and self.change.actions and self.state["node_state"] == "inactive":
             self.state.update(node_state="active", cluster_id=self.params["cluster_id"] or "",
                               is_manager=self.params["role"] == "manager")
 
@@ -400,7 +394,7 @@ class Membership:
             return
         self.act(f"left swarm {self.state['cluster_id'] or ''}".rstrip(), "POST", "/swarm/leave",
                  query={"force": self.params["force"] or self.state["node_state"] != "active"})
-        if self.module.check_mode:
+        if self.change.check_mode:
             self.state.update(node_state="inactive", cluster_id="", is_manager=False)
 
     def tokens(self):
@@ -419,12 +413,10 @@ class Membership:
 
     def result(self):
         out = {key: value for key, value in self.state.items() if key != "error"}
-        out.update(changed=bool(self.actions), actions=self.actions)
-        if self.module._diff:
-            out["diff"] = {"before": self.before, "after": self.summary()}
+        self.change.after = self.summary()
         out.update(self.tokens())
         out.update(self.nodes())
-        return out
+        return self.change.result(**out)
 
 
 def main():
@@ -451,15 +443,17 @@ def main():
         supports_check_mode=True,
     )
     action = {"present": "manage swarm membership", "absent": "leave swarm", "query": "read swarm state"}
+    change = Change(module)
     try:
-        membership = Membership(module, DockerAPI(module.params["socket"]))
+        membership = Membership(change, DockerAPI(module.params["socket"]))
         if module.params["state"] == "present":
             membership.present()
         elif module.params["state"] == "absent":
             membership.absent()
-        module.exit_json(**membership.result())
+        result = membership.result()
     except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot {action[module.params['state']]}: {exc}")
+        change.fail(action[module.params["state"]], exc)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

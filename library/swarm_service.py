@@ -167,6 +167,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import netgen
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.module import Change
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -281,10 +282,10 @@ def describe(name, changes):
 
 
 class Services:
-    def __init__(self, module, api):
-        self.module = module
+    def __init__(self, change, api):
+        self.change = change
+        self.module = change.module
         self.api = api
-        self.actions = []
 
     def find(self, name):
         for service in self.api.get("/services", query={"filters": {"name": [name]}}) or []:
@@ -310,7 +311,7 @@ class Services:
             try:
                 network = self.api.get(f"/networks/{name}")
             except DockerAPIError as exc:
-                if exc.status == 404 and self.module.check_mode:
+                if exc.status == 404 and self.change.check_mode:
                     # The fabric creates it earlier in a real run; a check-mode plan shows the change.
                     ids[name] = f"(network {name}, not created yet)"
                     continue
@@ -324,7 +325,7 @@ class Services:
 
     def wait(self, service_id, want):
         params = self.module.params
-        if self.module.check_mode or not params["wait"]:
+        if self.change.check_mode or not params["wait"]:
             return
         deadline = time.monotonic() + params["wait_timeout"]
         while True:
@@ -349,16 +350,12 @@ class Services:
         want = desired_view(params, self.network_ids(params["networks"]))
         service = self.find(name)
         if service is None:
-            self.actions.append(f"created {name} ({want['mode']}, image {want['image']})")
-            result = {
-                "service_id": "",
+            text = f"created {name} ({want['mode']}, image {want['image']})"
+            created = self.change.act(text, self.create, name, want)
+            return {
+                "service_id": created or "",
                 "changes": {key: {"before": None, "after": value} for key, value in want.items()},
             }
-            if not self.module.check_mode:
-                created = self.api.post("/services/create", body=apply_view({}, want, name))
-                result["service_id"] = created["ID"]
-                self.wait(created["ID"], want)
-            return result
         live = live_view(service["Spec"])
         if live["mode"] != want["mode"]:
             raise DockerAPIError(
@@ -366,20 +363,27 @@ class Services:
                 "in place, remove the service first"
             )
         changes = diff_views(live, want)
-        self.actions.extend(describe(name, changes))
-        if changes and not self.module.check_mode:
-            self.api.post(
-                f"/services/{service['ID']}/update",
-                body=apply_view(service["Spec"], want, name),
-                query={"version": service["Version"]["Index"]},
-            )
-            self.wait(service["ID"], want)
+        for text in describe(name, changes):
+            self.change.act(text)
+        if changes:
+            self.change.write(self.update, service, want, name)
         return {"service_id": service["ID"], "changes": changes}
 
+    def create(self, name, want):
+        service_id = self.api.post("/services/create", body=apply_view({}, want, name))["ID"]
+        self.wait(service_id, want)
+        return service_id
+
+    def update(self, service, want, name):
+        self.api.post(
+            f"/services/{service['ID']}/update",
+            body=apply_view(service["Spec"], want, name),
+            query={"version": service["Version"]["Index"]},
+        )
+        self.wait(service["ID"], want)
+
     def remove(self, service):
-        self.actions.append(f"removed {service['Spec']['Name']}")
-        if not self.module.check_mode:
-            self.api.delete(f"/services/{service['ID']}")
+        self.change.act(f"removed {service['Spec']['Name']}", self.api.delete, f"/services/{service['ID']}")
 
     def absent(self, name):
         service = self.find(name)
@@ -440,7 +444,8 @@ def main():
     params = module.params
     state, name = params["state"], params["name"]
     what = {"present": f"converge service {name}", "absent": f"remove service {name}", "pruned": "prune services"}
-    services = Services(module, DockerAPI(params["socket"]))
+    change = Change(module)
+    services = Services(change, DockerAPI(params["socket"]))
     try:
         if state == "present":
             result = services.present(name)
@@ -449,14 +454,10 @@ def main():
         else:
             result = services.pruned(set(params["keep"]))
     except (DockerAPIError, ValueError) as exc:
-        module.fail_json(msg=f"Cannot {what[state]}: {exc}", actions=services.actions)
-    result.update(changed=bool(services.actions), actions=services.actions)
-    if module._diff:
-        result["diff"] = {
-            "before": {key: change["before"] for key, change in result["changes"].items()},
-            "after": {key: change["after"] for key, change in result["changes"].items()},
-        }
-    module.exit_json(**result)
+        change.fail(what[state], exc)
+    change.before = {key: field["before"] for key, field in result["changes"].items()}
+    change.after = {key: field["after"] for key, field in result["changes"].items()}
+    change.exit(**result)
 
 
 if __name__ == "__main__":

@@ -141,12 +141,12 @@ diff:
 
 import ipaddress
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import iproute
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
 from ansible.module_utils.swarmfabric.kernelcaps import require_encryption
+from ansible.module_utils.swarmfabric.module import Change, Runner
 from ansible.module_utils.swarmfabric.mtu import resolve_mtu
 
 DOCKER_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -329,17 +329,19 @@ def main():
         required_by={"address": "prefixlen", "gateway": "prefixlen"},
         supports_check_mode=True,
     )
+    change = Change(module)
     p = dict(module.params)
     p["shim"] = p["shim"] or f"{p['device']}-h"
-    if len(p["shim"]) > 15:
-        module.fail_json(msg=f"Cannot configure overlay {p['name']}: shim name {p['shim']} is over 15 characters")
-    p["addresses"] = [f"{a}/{p['prefixlen']}" for a in (p["address"], p["gateway"]) if a]
-    run = iproute.Runner(module)
     what = f"overlay {p['name']}"
+    if len(p["shim"]) > 15:
+        change.fail(f"configure {what}", f"shim name {p['shim']} is over 15 characters")
+    p["addresses"] = [f"{a}/{p['prefixlen']}" for a in (p["address"], p["gateway"]) if a]
+    run = Runner(module)
+    result = {}
     try:
         links, addrs, fdb = read_live(run, p["device"], p["shim"])
         shim_addrs = owned(iproute.ipv4_addresses(addrs.get(p["shim"], {})))
-        before = snapshot(links.get(p["device"]), fdb, shim_addrs)
+        change.before = snapshot(links.get(p["device"]), fdb, shim_addrs)
 
         if p["state"] == "absent":
             actions, cmds = [], []
@@ -347,46 +349,41 @@ def main():
                 if dev in links:
                     actions.append(f"delete {dev}")
                     cmds.append(iproute.link_del_argv(dev))
-            after, result = {}, {}
+            change.after = {}
         else:
             if p["device"] not in links:
                 clash = vni_users(links, p["device"], p["vni"], p["port"])
                 docker = docker_vni_users(p["socket"], p["vni"])
                 if clash or docker:
                     users = [f"VXLAN device {c}" for c in clash] + [f"Docker overlay network {d}" for d in docker]
-                    module.fail_json(msg=(
-                        f"Cannot create {what}: VNI {p['vni']} is already used by {', '.join(users)} "
+                    change.fail(f"create {what}", (
+                        f"VNI {p['vni']} is already used by {', '.join(users)} "
                         "(the kernel refuses a second device with the same VNI and port, 'VNI already exists'). "
                         "Docker's overlay driver takes VNIs from 4096 up, so choose a VNI below 4096 for "
                         "swarm.overlays, or remove the other network."
                     ))
             underlay, under_mtu = underlay_mtu(links, addrs, p["local"])
             if underlay is None:
-                module.fail_json(msg=f"Cannot configure {what}: local address {p['local']} is on no interface")
+                change.fail(f"configure {what}", f"local address {p['local']} is on no interface")
             try:
                 mtu = resolve_mtu(p["mtu"], under_mtu, p["encrypted"])
             except ValueError as exc:
-                module.fail_json(msg=f"Cannot configure {what}: {exc}")
+                change.fail(f"configure {what}", exc)
             actions, cmds = plan_changes(p, links, addrs, fdb, mtu)
             if cmds and p["encrypted"] and p["check_kernel"]:
-                require_encryption(module, p["name"])
-            result = {"device": p["device"], "vni": p["vni"], "port": p["port"], "local": p["local"],
-                      "mtu": mtu, "underlay": underlay, "peers": sorted(p["peers"]),
-                      "shim": p["shim"], "addresses": p["addresses"]}
-            after = dict(before or {}, kind="vxlan", vni=p["vni"], port=p["port"], local=p["local"],
-                         learning=False, group=None, mtu=mtu, up=True, peers=sorted(p["peers"]),
-                         addresses=p["addresses"])
-        if cmds and not module.check_mode:
-            apply(run, cmds, p["shim"])
+                require_encryption(change, p["name"])
+            result = {"overlay": {"device": p["device"], "vni": p["vni"], "port": p["port"], "local": p["local"],
+                                  "mtu": mtu, "underlay": underlay, "peers": sorted(p["peers"]),
+                                  "shim": p["shim"], "addresses": p["addresses"]}}
+            change.after = dict(change.before or {}, kind="vxlan", vni=p["vni"], port=p["port"], local=p["local"],
+                                learning=False, group=None, mtu=mtu, up=True, peers=sorted(p["peers"]),
+                                addresses=p["addresses"])
+        change.actions = actions
+        if cmds:
+            change.write(apply, run, cmds, p["shim"])
     except (iproute.IpRouteError, DockerAPIError) as exc:
-        module.fail_json(msg=f"Cannot configure {what}: {exc}", exception=traceback.format_exc())
-
-    out = {"changed": bool(cmds), "actions": actions}
-    if p["state"] == "present":
-        out["overlay"] = result
-    if module._diff:
-        out["diff"] = {"before": before, "after": after}
-    module.exit_json(**out)
+        change.fail(f"configure {what}", exc)
+    change.exit(changed=bool(cmds), **result)
 
 
 if __name__ == "__main__":

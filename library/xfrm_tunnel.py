@@ -187,11 +187,11 @@ diff:
 """
 
 import re
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import iproute, keys
 from ansible.module_utils.swarmfabric.kernelcaps import require_encryption
+from ansible.module_utils.swarmfabric.module import Change, Runner
 
 HEX_KEY = re.compile(f"^[0-9a-f]{{{2 * keys.SA_KEY_LEN}}}$")
 
@@ -428,11 +428,12 @@ def main():
         ),
         supports_check_mode=True,
     )
+    change = Change(module)
     p = dict(module.params)
     p["no_log_values"] = module.no_log_values
     what = f"encryption of overlay {p['name']}"
     probe = p["state"] == "present" and p["check_kernel"]
-    run = iproute.Runner(module)
+    run = Runner(module)
     try:
         if not 0 <= p["index"] <= keys.MAX_INDEX:
             raise ValueError(f"overlay index {p['index']} is out of range 0..{keys.MAX_INDEX}")
@@ -441,22 +442,16 @@ def main():
             policies = iproute.parse_xfrm_policies(run.run(iproute.xfrm_list_argv("policy")))
         except iproute.IpRouteError:
             if probe:  # no xfrm at all: say what is missing rather than which command failed
-                require_encryption(module, p["name"])
+                require_encryption(change, p["name"])
             raise
-        lines, actions, before, after, summary = plan(p, states, policies)
+        lines, change.actions, change.before, change.after, summary = plan(p, states, policies)
         if lines and probe:
-            require_encryption(module, p["name"])
-        if lines and not module.check_mode:
-            run.batch(lines, what=f"ip -batch ({len(lines)} xfrm changes)")
+            require_encryption(change, p["name"])
+        # One batch, fed on stdin: the keys are in no argv.
+        change.write(iproute.batch, run, lines, f"ip -batch ({len(lines)} xfrm changes)")
     except (ValueError, iproute.IpRouteError) as exc:
-        module.fail_json(msg=f"Cannot configure {what}: {exc}", exception=traceback.format_exc())
-
-    out = {"changed": bool(lines), "actions": actions}
-    if p["state"] != "absent":
-        out.update(summary)
-    if module._diff:
-        out["diff"] = {"before": before, "after": after}
-    module.exit_json(**out)
+        change.fail(f"configure {what}", exc)
+    change.exit(changed=bool(lines), **(summary if p["state"] != "absent" else {}))
 
 
 if __name__ == "__main__":

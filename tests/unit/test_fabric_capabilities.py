@@ -4,19 +4,11 @@ mode only reads files (no modprobe, no unshare, no process at all)."""
 import os
 
 import pytest
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import kernelcaps as module_kernelcaps
-from ansible.module_utils.testing import patch_module_args
 from conftest import load_module
 
 caps = load_module("fabric_capabilities")
 RELEASE = os.uname().release
-
-
-class Done(Exception):
-    def __init__(self, failed, result):
-        super().__init__(result.get("msg"))
-        self.failed, self.result = failed, result
 
 
 def kernel_tree(root, loaded=("vxlan",), installed=("xfrm_user", "esp4", "gcm", "nf_tables"),
@@ -35,69 +27,63 @@ def kernel_tree(root, loaded=("vxlan",), installed=("xfrm_user", "esp4", "gcm", 
 
 
 @pytest.fixture()
-def module_run(monkeypatch):
-    calls = []
-
-    def run_command(self, argv, data=None, **_kw):
-        calls.append(argv)
-        return 0, "", ""
-
-    def finish(failed):
-        def inner(self, **kwargs):
-            raise Done(failed, kwargs)
-        return inner
-
-    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(AnsibleModule, "exit_json", finish(False))
-    monkeypatch.setattr(AnsibleModule, "fail_json", finish(True))
-    monkeypatch.setattr(AnsibleModule, "warn", lambda self, text: calls.append(("warning", text)))
-
-    def run(check, paths, **params):
+def run(run_module, monkeypatch):
+    def probe(check, paths, commands=(), **params):
         monkeypatch.setattr(module_kernelcaps, "PATHS", paths)
-        with patch_module_args({"encrypted": ["appnet"], "_ansible_check_mode": check, **params}), \
-                pytest.raises(Done) as done:
-            caps.main()
-        return done.value
-    return run, calls
+        return run_module(caps, {"encrypted": ["appnet"], **params}, check=check, commands=commands)
+    return probe
 
 
-def test_check_mode_reads_files_and_runs_nothing(tmp_path, module_run):
-    run, calls = module_run
+def test_check_mode_reads_files_and_runs_nothing(tmp_path, run):
     done = run(True, kernel_tree(tmp_path))
     assert not done.failed, done.result
-    assert calls == []
-    assert done.result == {"changed": False, "missing": [], "unverified": [], "probed": False}
+    assert done.commands.calls == []
+    assert done.result == {"changed": False, "actions": [], "missing": [], "unverified": [], "probed": False}
 
 
-def test_check_mode_fails_on_a_module_the_kernel_certainly_lacks(tmp_path, module_run):
-    run, calls = module_run
+def test_check_mode_fails_on_a_module_the_kernel_certainly_lacks(tmp_path, run):
     done = run(True, kernel_tree(tmp_path, installed=("xfrm_user", "gcm", "nf_tables")))
-    assert done.failed and calls == []
+    assert done.failed and done.commands.calls == []
     assert done.result["missing"] == ["kernel module esp4 (ESP for IPv4): not built in, not loaded and not installed "
                                       "for the running kernel"]
-    assert done.result["msg"].startswith("Cannot enable encryption on overlay appnet: this kernel lacks kernel "
-                                         "module esp4")
+    assert done.msg.startswith("Cannot enable encryption on overlay appnet: this kernel lacks kernel module esp4")
 
 
-def test_check_mode_without_a_module_index_says_what_it_could_not_tell(tmp_path, module_run):
-    run, calls = module_run
+def test_check_mode_without_a_module_index_says_what_it_could_not_tell(tmp_path, run):
     done = run(True, kernel_tree(tmp_path, index=False))
-    warnings = [text for kind, text in calls]
-    assert not done.failed and len(calls) == 1 and "the real run probes them" in warnings[0]
+    assert not done.failed and done.commands.calls == []
+    assert len(done.warnings) == 1 and "the real run probes them" in done.warnings[0]
     assert [u.split(" (")[0] for u in done.result["unverified"]] == [
         "kernel module xfrm_user", "kernel module esp4", "kernel module gcm", "kernel module nf_tables"]
 
 
-def test_check_mode_plain_fabric_looks_at_vxlan_only(tmp_path, module_run):
-    run, calls = module_run
+def test_check_mode_plain_fabric_looks_at_vxlan_only(tmp_path, run):
     done = run(True, kernel_tree(tmp_path, loaded=(), installed=()), encrypted=[])
-    assert done.failed and calls == []
-    assert done.result["msg"].startswith("Cannot build the VXLAN fabric: this kernel lacks kernel module vxlan")
+    assert done.failed and done.commands.calls == []
+    assert done.msg.startswith("Cannot build the VXLAN fabric: this kernel lacks kernel module vxlan")
 
 
-def test_a_real_run_probes_in_a_throwaway_namespace(tmp_path, module_run):
-    run, calls = module_run
+def test_a_real_run_probes_in_a_throwaway_namespace(tmp_path, run):
     done = run(False, kernel_tree(tmp_path))
-    assert not done.failed and done.result["probed"] is True
-    assert calls[0][:3] == ["modprobe", "-q", "-a"]
-    assert [c[:3] for c in calls[1:]] == [["unshare", "--net", "--"]] * 2
+    assert not done.failed and done.result["probed"] is True and done.changed is False
+    argvs = done.commands.argvs
+    assert argvs[0] == ["/usr/sbin/modprobe", "-q", "-a", *module_kernelcaps.MODULES]
+    assert argvs[1:] == [["/usr/sbin/unshare", "--net", "--", "ip", "-batch", "-"],
+                         ["/usr/sbin/unshare", "--net", "--", "nft", module_kernelcaps.NFT_RULES]]
+
+
+def test_a_failed_batch_is_followed_by_one_probe_each_to_name_the_gap(tmp_path, run):
+    probes = module_kernelcaps.batch_probes(True)
+    answers = [(0, "", ""), (1, "", "batch failed")] + [(0, "", "")] * len(probes)
+    answers[2 + [name for name, _d, _l in probes].index("aead")] = (2, "", "Error: RTNETLINK answers: ENOENT")
+    answers += [(0, "", ""), (0, "", "")]  # esp4 with the null cipher, then nft
+    done = run(False, kernel_tree(tmp_path), commands=answers)
+    assert done.failed and len(done.commands.calls) == 2 + len(probes) + 2
+    assert [data for _argv, data in done.commands.calls[2:2 + len(probes)]] == [line + "\n" for _n, _d, line in probes]
+    assert done.result["missing"][0].startswith("the AEAD cipher rfc4106(gcm(aes))")
+
+
+def test_a_missing_program_fails_cleanly_before_any_probe(tmp_path, run_module, monkeypatch):
+    monkeypatch.setattr(module_kernelcaps, "PATHS", kernel_tree(tmp_path))
+    done = run_module(caps, {"encrypted": []}, missing=("unshare",))
+    assert done.failed and done.msg == "Failed to find required executable unshare"

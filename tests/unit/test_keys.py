@@ -1,9 +1,8 @@
-import importlib.util
 import itertools
-import pathlib
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import REPO, load_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from swarmfabric import keys
@@ -39,8 +38,9 @@ def test_hkdf_rfc5869_vectors(ikm, salt, info, length, prk, okm):
 
 def test_sa_key_known_answer():
     """Pinned from two independent HKDF implementations (python-cryptography and
-    `openssl kdf ... HKDF`) with salt "swarmfabric/fabric/v2" and the info string
-    spelled out below; a change here makes hosts on different versions disagree."""
+    `openssl kdf -keylen 36 -kdfopt digest:SHA256 -kdfopt key:<SECRET>
+    -kdfopt salt:swarmfabric/fabric/v2 -kdfopt info:<the info below> HKDF`), never
+    recomputed from keys.SALT; a change here makes hosts on different versions disagree."""
     key = keys.sa_key(SECRET, "kernel-lab", "sealed", 310, "172.31.0.11", "172.31.0.12", 7, NONCE)
     assert key.hex() == "1fec358aea8efc5df9aebccb3c5e7d59e275fb63cdf34bc1d9ba89d6a00be1aa06f0a4b6"
     assert keys.key_info("kernel-lab", "sealed", 310, "172.31.0.11", "172.31.0.12", 7, NONCE) == (
@@ -332,11 +332,7 @@ def test_rotation_never_sends_what_a_peer_cannot_receive(n_hosts, current, rnd):
 
 
 def _filters():
-    path = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "filter" / "swarmfabric.py"
-    spec = importlib.util.spec_from_file_location("sf_filter_keys", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FilterModule().filters()
+    return load_file("sf_filter_keys", REPO / "plugins" / "filter" / "swarmfabric.py").FilterModule().filters()
 
 
 def test_filters_give_each_host_only_its_keys_from_a_plan():

@@ -1,54 +1,57 @@
-"""swarm_cluster, swarm_node and swarm_lock against a stateful scripted Docker
-API: identity by label, deferral for unreachable hosts, no forced removal,
-re-join of an unlisted member, and the converge lock."""
+"""swarm_cluster, swarm_node and swarm_lock against a stateful Docker daemon
+scripted at its socket: identity by label, deferral for unreachable hosts, no
+forced removal, re-join of an unlisted member, and the converge lock."""
 
 import copy
 import json
 
 import pytest
+from conftest import Docker, Status, load_module
 from swarmfabric.plan import build_plan, host_view
-from test_swarm_quorum import load
 
-cluster = load("swarm_cluster")
-node = load("swarm_node")
-lock = load("swarm_lock")
-DockerAPIError = cluster.DockerAPIError
+cluster = load_module("swarm_cluster")
+node = load_module("swarm_node")
+lock = load_module("swarm_lock")
 
 
-class Failed(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = params
-        self.check_mode = check_mode
-        self._diff = False
-        self.warnings = []
-
-    def fail_json(self, msg, **kwargs):
-        raise Failed(msg)
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-
-class Swarm:
-    """A swarm as the Engine API shows it on one manager; records every write."""
+class Swarm(Docker):
+    """A swarm as the Engine API shows it on one manager; ``writes`` are every non-GET request."""
 
     def __init__(self, nodes, self_id="id1"):
+        super().__init__()
         self.nodes = {n["ID"]: n for n in nodes}
         self.self_id = self_id
         self.spec = {"Labels": {"io.swarmfabric.name": "lab"}}
         self.version = 10
-        self.writes = []
         self.down_after = {}  # node id -> GETs until it shows as down
         self.fail_paths = set()
         self.race = None  # a holder another run writes just before our update
 
-    def get(self, path, query=None):
+    def respond(self, method, path, query, body):
+        if method == "GET":
+            return self.get(path)
+        if path == "/swarm/update":
+            if self.race is not None:
+                self.spec["Labels"][lock.LOCK_LABEL] = json.dumps(self.race)
+                self.version += 1
+                self.race = None
+            if int(query["version"]) != self.version:
+                return Status(500, "update out of sequence")
+            self.spec, self.version = body, self.version + 1
+        elif path.endswith("/update"):
+            node_id = path.split("/")[2]
+            self.nodes[node_id]["Spec"] = body
+            if body.get("Role") == "worker":
+                self.nodes[node_id]["ManagerStatus"] = None
+            elif body.get("Role") == "manager":
+                self.nodes[node_id]["ManagerStatus"] = {"Reachability": "reachable"}
+        elif method == "DELETE":
+            self.nodes.pop(path.split("/")[2])
+        return None
+
+    def get(self, path):
         if path in self.fail_paths:
-            raise DockerAPIError("context deadline exceeded", status=500)
+            return Status(500, "context deadline exceeded")
         if path == "/info":
             return {"Swarm": {"NodeID": self.self_id, "LocalNodeState": "active", "ControlAvailable": True,
                               "Cluster": {"ID": "c1"}}}
@@ -66,34 +69,9 @@ class Swarm:
             return copy.deepcopy(self.nodes[node_id])
         raise KeyError(path)
 
-    def request(self, method, path, body=None, query=None):
-        if method == "GET":
-            return self.get(path, query)
-        self.writes.append((method, path, query))
-        if path == "/swarm/update":
-            if self.race is not None:
-                self.spec["Labels"][lock.LOCK_LABEL] = json.dumps(self.race)
-                self.version += 1
-                self.race = None
-            if query["version"] != self.version:
-                raise DockerAPIError("update out of sequence", status=500)
-            self.spec, self.version = body, self.version + 1
-        elif path.endswith("/update"):
-            node_id = path.split("/")[2]
-            self.nodes[node_id]["Spec"] = body
-            if body.get("Role") == "worker":
-                self.nodes[node_id]["ManagerStatus"] = None
-            elif body.get("Role") == "manager":
-                self.nodes[node_id]["ManagerStatus"] = {"Reachability": "reachable"}
-        elif method == "DELETE":
-            self.nodes.pop(path.split("/")[2])
-        return {}
-
-    def post(self, path, body=None, query=None):
-        return self.request("POST", path, body, query)
-
-    def delete(self, path, query=None):
-        return self.request("DELETE", path, None, query)
+    @property
+    def writes(self):
+        return [(method, path, query) for method, path, query, _body in self.calls if method != "GET"]
 
 
 def live(i, role, host=None, state="ready", labels=None):
@@ -118,12 +96,19 @@ def want(name, role, node_id=None, reachable=True, labels=None, availability="ac
     return item
 
 
-def run(swarm, desired, check_mode=False, remove_nodes=True, timeout=0):
-    module = FakeModule(check_mode, nodes=desired, remove_nodes=remove_nodes, wait_timeout=timeout)
-    return cluster.Cluster(module, swarm).run(desired, remove_nodes), module
+@pytest.fixture
+def run(run_module, monkeypatch):
+    """swarm_cluster's main() on ``swarm``: (result, warnings)."""
+    monkeypatch.setattr(cluster.time, "sleep", lambda seconds: None)
+
+    def converge(swarm, desired, check_mode=False, remove_nodes=True, timeout=0):
+        done = run_module(cluster, {"nodes": desired, "remove_nodes": remove_nodes, "wait_timeout": timeout},
+                          check=check_mode, docker=swarm)
+        return done.result, done.warnings
+    return converge
 
 
-def test_reachable_hosts_get_their_identity_label_and_user_labels_exactly():
+def test_reachable_hosts_get_their_identity_label_and_user_labels_exactly(run):
     swarm = Swarm([live(1, "manager", labels={"zone": "old", "io.swarmfabric.backends": "x"})])
     result, _ = run(swarm, [want("m1", "manager", "id1", labels={"zone": "a"})])
     assert swarm.nodes["id1"]["Spec"]["Labels"] == {
@@ -133,14 +118,14 @@ def test_reachable_hosts_get_their_identity_label_and_user_labels_exactly():
     assert again["changed"] is False
 
 
-def test_a_reserved_label_in_the_description_is_refused_before_any_write():
+def test_a_reserved_label_in_the_description_is_refused_before_any_write(run):
     swarm = Swarm([live(1, "manager")])
-    with pytest.raises(Failed, match=r"Cannot reconcile swarm nodes: label io.swarmfabric.host of m1 .*reserved"):
-        run(swarm, [want("m1", "manager", "id1", labels={cluster.HOST_LABEL: "x"})])
-    assert swarm.writes == []
+    result, _ = run(swarm, [want("m1", "manager", "id1", labels={cluster.HOST_LABEL: "x"})])
+    assert result["msg"].startswith("Cannot reconcile swarm nodes: label io.swarmfabric.host of m1 uses the reserved")
+    assert swarm.writes == [] and result["actions"] == []
 
 
-def test_unreachable_hosts_with_aliases_are_kept_and_their_changes_deferred():
+def test_unreachable_hosts_with_aliases_are_kept_and_their_changes_deferred(run):
     # Inventory names (m1.., w1..) differ from the hostnames (node1..).
     swarm = Swarm([live(1, "manager", "m1"), live(2, "manager", "m2"), live(3, "manager", "m3"),
                    live(4, "worker", "w1"), live(5, "worker", "w2")])
@@ -157,7 +142,7 @@ def test_unreachable_hosts_with_aliases_are_kept_and_their_changes_deferred():
     assert swarm.nodes["id3"]["Spec"]["Role"] == "manager"
 
 
-def test_when_the_host_comes_back_its_deferred_changes_are_applied():
+def test_when_the_host_comes_back_its_deferred_changes_are_applied(run):
     swarm = Swarm([live(1, "manager", "m1"), live(2, "manager", "m2"), live(3, "manager", "m3"),
                    live(4, "worker", "w1")])
     desired = [want("m1", "manager", "id1"), want("m2", "manager", "id2"), want("m4", "manager", "id4"),
@@ -169,30 +154,30 @@ def test_when_the_host_comes_back_its_deferred_changes_are_applied():
     assert swarm.nodes["id4"]["Spec"]["Labels"] == {cluster.HOST_LABEL: "m4"}
 
 
-def test_an_unmatched_described_host_blocks_every_retirement():
+def test_an_unmatched_described_host_blocks_every_retirement(run):
     # w2 is unreachable and carries no identity label (e.g. a swarm from before the label):
     # node5 may be w2, so nothing is drained, demoted or removed.
     swarm = Swarm([live(1, "manager", "m1"), live(5, "worker", state="down")])
-    result, module = run(swarm, [want("m1", "manager", "id1"), want("w2", "worker", reachable=False)])
+    result, warnings = run(swarm, [want("m1", "manager", "id1"), want("w2", "worker", reachable=False)])
     assert swarm.writes == []
     assert result["missing"] == ["w2"]
     assert result["pending_removal"] == ["node5"]
     assert "w2" in result["deferred"]
-    assert any("Not retiring node5" in text for text in module.warnings)
+    assert any("Not retiring node5" in text for text in warnings)
 
 
-def test_an_undescribed_node_that_stays_up_or_errors_is_never_force_removed():
+def test_an_undescribed_node_that_stays_up_or_errors_is_never_force_removed(run):
     swarm = Swarm([live(1, "manager", "m1"), live(6, "worker", "old"), live(7, "worker", "older")])
     swarm.nodes["id7"]["Spec"]["Availability"] = "drain"
     swarm.fail_paths.add("/nodes/id7")  # its daemon's record does not answer
-    result, module = run(swarm, [want("m1", "manager", "id1")], timeout=0)
+    result, warnings = run(swarm, [want("m1", "manager", "id1")], timeout=0)
     deletes = [w for w in swarm.writes if w[0] == "DELETE"]
     assert deletes == []
     assert result["pending_removal"] == ["old", "older"]
-    assert len(module.warnings) == 2
+    assert len(warnings) == 2
 
 
-def test_an_undescribed_node_is_removed_without_force_once_down():
+def test_an_undescribed_node_is_removed_without_force_once_down(run):
     swarm = Swarm([live(1, "manager", "m1"), live(6, "worker", "old")])
     swarm.down_after["id6"] = 0
     result, _ = run(swarm, [want("m1", "manager", "id1")], timeout=5)
@@ -200,7 +185,7 @@ def test_an_undescribed_node_is_removed_without_force_once_down():
     assert "removed old from the swarm" in result["actions"]
 
 
-def test_a_re_joined_host_takes_its_label_and_its_stale_entry_is_retired():
+def test_a_re_joined_host_takes_its_label_and_its_stale_entry_is_retired(run):
     swarm = Swarm([live(1, "manager", "m1"), live(4, "worker", "w1", state="down"), live(8, "worker")])
     result, _ = run(swarm, [want("m1", "manager", "id1"), want("w1", "worker", "id8")], timeout=5)
     assert swarm.nodes["id8"]["Spec"]["Labels"] == {cluster.HOST_LABEL: "w1"}
@@ -209,7 +194,7 @@ def test_a_re_joined_host_takes_its_label_and_its_stale_entry_is_retired():
     assert "removed w1 (stale entry id4) from the swarm" in result["actions"]
 
 
-def test_check_mode_plans_the_same_and_writes_nothing():
+def test_check_mode_plans_the_same_and_writes_nothing(run):
     swarm = Swarm([live(1, "manager", "m1"), live(6, "worker", "old", state="down")])
     result, _ = run(swarm, [want("m1", "manager", "id1", labels={"a": "b"})], check_mode=True)
     assert swarm.writes == []
@@ -219,55 +204,44 @@ def test_check_mode_plans_the_same_and_writes_nothing():
 
 # swarm_node: the managers' node list is the truth.
 
-NODE_PARAMS = {
-    "state": "present", "name": "lab", "init": False, "role": "worker", "advertise_addr": None,
-    "listen_addr": "0.0.0.0:2377", "remote_addrs": ["10.0.0.1:2377"], "join_token": "SWMTKN-1-secret",
-    "cluster_id": "c1", "autolock": None, "unlock_key": None, "force": False, "return_tokens": False,
-    "return_nodes": False, "listed": True,
-}
+NODE_PARAMS = {"role": "worker", "remote_addrs": ["10.0.0.1:2377"], "join_token": "SWMTKN-1-secret", "cluster_id": "c1"}
 
 
-class Daemon:
+class Daemon(Docker):
     """A worker's local daemon: active in c1 until it leaves; then joins anew."""
 
     def __init__(self):
+        super().__init__()
         self.state, self.node_id = "active", "old"
-        self.writes = []
 
-    def get(self, path, query=None):
-        assert path == "/info"
-        return {"Swarm": {"LocalNodeState": self.state, "NodeID": self.node_id if self.state == "active" else "",
-                          "Cluster": {"ID": "c1"} if self.state == "active" else {}, "ControlAvailable": False}}
-
-    def request(self, method, path, body=None, query=None):
+    def respond(self, method, path, query, body):
         if method == "GET":
-            return self.get(path)
-        self.writes.append((method, path, query))
+            assert path == "/info"
+            return {"Swarm": {"LocalNodeState": self.state, "NodeID": self.node_id if self.state == "active" else "",
+                              "Cluster": {"ID": "c1"} if self.state == "active" else {}, "ControlAvailable": False}}
         if path == "/swarm/leave":
             self.state = "inactive"
         elif path == "/swarm/join":
             self.state, self.node_id = "active", "new"
-        return {}
+        return None
 
 
-def test_an_active_member_the_managers_do_not_list_leaves_with_force_and_joins_again():
+def test_an_active_member_the_managers_do_not_list_leaves_with_force_and_joins_again(run_module):
     daemon = Daemon()
-    membership = node.Membership(FakeModule(**dict(NODE_PARAMS, listed=False)), daemon)
-    membership.present()
-    assert [w[:2] for w in daemon.writes] == [("POST", "/swarm/leave"), ("POST", "/swarm/join")]
-    assert daemon.writes[0][2] == {"force": True}
-    assert membership.result()["node_id"] == "new"
-    assert membership.actions[0].startswith("left stale swarm state (node old")
+    done = run_module(node, dict(NODE_PARAMS, listed=False), docker=daemon)
+    assert [(m, p, q) for m, p, q, _b in daemon.writes] == [("POST", "/swarm/leave", {"force": "true"}),
+                                                          ("POST", "/swarm/join", None)]
+    assert done.result["node_id"] == "new"
+    assert done.result["actions"][0].startswith("left stale swarm state (node old")
 
 
-def test_a_listed_member_is_left_alone_and_check_mode_writes_nothing():
+def test_a_listed_member_is_left_alone_and_check_mode_writes_nothing(run_module):
     daemon = Daemon()
-    node.Membership(FakeModule(**NODE_PARAMS), daemon).present()
+    assert run_module(node, NODE_PARAMS, docker=daemon).changed is False
     assert daemon.writes == []
-    membership = node.Membership(FakeModule(True, **dict(NODE_PARAMS, listed=False)), daemon)
-    membership.present()
+    done = run_module(node, dict(NODE_PARAMS, listed=False), check=True, docker=daemon)
     assert daemon.writes == []
-    assert len(membership.actions) == 2
+    assert len(done.result["actions"]) == 2 and done.changed
 
 
 def test_the_node_list_carries_identity_and_address():
@@ -282,64 +256,78 @@ OWNER = {"run": "r1", "controller": "ci-1", "user": "alice", "started": "2026-12
 OTHER = {"run": "r2", "controller": "ci-2", "user": "bob", "started": "2026-12-01T16:59:00Z"}
 
 
-def locker(swarm, check_mode=False, owner=OWNER, break_lock=False):
-    return lock.Lock(FakeModule(check_mode, owner=owner, break_lock=break_lock), swarm)
+@pytest.fixture
+def locker(run_module):
+    """swarm_lock's main() on ``swarm``: the Done."""
+    def take(swarm, check_mode=False, owner=OWNER, break_lock=False, state="present"):
+        return run_module(lock, {"owner": owner, "break_lock": break_lock, "state": state}, check=check_mode,
+                          docker=swarm)
+    return take
 
 
-def test_the_lock_is_taken_kept_in_the_swarm_and_released():
+def test_the_lock_is_taken_kept_in_the_swarm_and_released(locker):
     swarm = Swarm([live(1, "manager", "m1")])
-    assert locker(swarm).take() == OWNER
+    done = locker(swarm)
+    assert done.result["holder"] == OWNER and done.result["actions"] == ["took the converge lock"]
     assert json.loads(swarm.spec["Labels"][lock.LOCK_LABEL]) == OWNER
     assert swarm.spec["Labels"]["io.swarmfabric.name"] == "lab"
+    assert swarm.writes == [("POST", "/swarm/update", {"version": "10"})]
     held = locker(swarm)
-    held.take()
-    assert held.actions == []
-    locker(swarm).release()
+    assert held.result["actions"] == [] and held.changed is False and len(swarm.writes) == 1
+    released = locker(swarm, state="absent")
+    assert released.result == {"changed": True, "actions": ["released the converge lock"], "holder": {}}
     assert lock.LOCK_LABEL not in swarm.spec["Labels"]
     assert swarm.spec["Labels"]["io.swarmfabric.name"] == "lab"
 
 
-def test_a_second_run_fails_at_once_naming_the_holder_and_writes_nothing():
+def test_a_second_run_fails_at_once_naming_the_holder_and_writes_nothing(locker):
     swarm = Swarm([live(1, "manager", "m1")])
-    locker(swarm, owner=OTHER).take()
+    locker(swarm, owner=OTHER)
     writes = len(swarm.writes)
-    with pytest.raises(Failed, match=r"Cannot take the converge lock: .*bob@ci-2 since 2026-12-01T16:59:00Z "
-                                     r"\(run r2\).*swarm_break_lock=true"):
-        locker(swarm).take()
+    done = locker(swarm)
+    assert done.failed and done.result["holder"] == OTHER
+    assert done.msg == ("Cannot take the converge lock: another converge holds it: bob@ci-2 since "
+                        "2026-12-01T16:59:00Z (run r2); wait for it to end, or, if that run is gone, break the "
+                        "lock with -e swarm_break_lock=true")
     assert len(swarm.writes) == writes
 
 
-def test_two_runs_racing_for_a_free_lock_one_wins_the_other_names_it():
+def test_two_runs_racing_for_a_free_lock_one_wins_the_other_names_it(locker):
     swarm = Swarm([live(1, "manager", "m1")])
     swarm.race = OTHER  # the other run's update lands between our read and our write
-    with pytest.raises(Failed, match=r"bob@ci-2"):
-        locker(swarm).take()
+    done = locker(swarm)
+    assert done.failed and "bob@ci-2" in done.msg
     assert json.loads(swarm.spec["Labels"][lock.LOCK_LABEL]) == OTHER
 
 
-def test_a_stale_lock_is_broken_only_on_purpose_and_release_leaves_a_foreign_lock():
+def test_a_stale_lock_is_broken_only_on_purpose_and_release_leaves_a_foreign_lock(locker):
     swarm = Swarm([live(1, "manager", "m1")])
-    locker(swarm, owner=OTHER).take()
-    mine = locker(swarm)
-    mine.release()
+    locker(swarm, owner=OTHER)
+    mine = locker(swarm, state="absent")
+    assert mine.changed is False and any("left in place" in text for text in mine.warnings)
     assert json.loads(swarm.spec["Labels"][lock.LOCK_LABEL]) == OTHER
     broken = locker(swarm, break_lock=True)
-    broken.take()
-    assert broken.actions == ["broke the lock of bob@ci-2 since 2026-12-01T16:59:00Z (run r2)"]
+    assert broken.result["actions"] == ["broke the lock of bob@ci-2 since 2026-12-01T16:59:00Z (run r2)"]
     assert json.loads(swarm.spec["Labels"][lock.LOCK_LABEL]) == OWNER
 
 
-def test_check_mode_takes_no_lock_and_reports_a_held_one():
+def test_check_mode_takes_no_lock_and_reports_a_held_one(locker):
     swarm = Swarm([live(1, "manager", "m1")])
     free = locker(swarm, check_mode=True)
-    free.take()
-    assert swarm.writes == [] and free.actions == ["took the converge lock"]
-    locker(swarm, owner=OTHER).take()
+    assert swarm.writes == [] and free.result["actions"] == ["took the converge lock"] and free.changed
+    locker(swarm, owner=OTHER)
     writes = len(swarm.writes)
     held = locker(swarm, check_mode=True)
-    held.take()
-    assert len(swarm.writes) == writes
-    assert any("bob@ci-2" in text for text in held.module.warnings)
+    assert len(swarm.writes) == writes and not held.failed
+    assert any("bob@ci-2" in text for text in held.warnings)
+
+
+def test_an_api_error_is_a_failure_with_its_cause(locker):
+    swarm = Swarm([live(1, "manager", "m1")])
+    swarm.fail_paths.add("/swarm")
+    done = locker(swarm)
+    assert done.failed and done.msg == "Cannot take the converge lock: context deadline exceeded (HTTP 500)"
+    assert "Traceback" in done.result["exception"] and swarm.writes == []
 
 
 # The plan: an unreachable host keeps its underlay from the swarm's node record.

@@ -7,9 +7,9 @@ import pathlib
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
-from test_swarm_quorum import load
+from conftest import load_module
 
-mod = load("swarm_network")
+mod = load_module("swarm_network")
 netgen = mod.netgen
 
 CONFIG = {"subnet": "10.20.0.0/16", "gateway": "10.20.0.1", "ip_range": "10.20.17.0/24",

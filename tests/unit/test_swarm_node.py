@@ -1,167 +1,183 @@
-"""swarm_node and swarm_cluster against a scripted Docker API: the faults
-that must fail with a clear error and write nothing."""
+"""swarm_node against a scripted Docker API at its socket: the exact requests and
+bodies of every real-mode path, no write in check mode, and the faults that
+must fail with a clear error and write nothing."""
 
 import pytest
-from test_swarm_quorum import load
+from conftest import Docker, Seq, Status, load_module
 
-node = load("swarm_node")
-cluster = load("swarm_cluster")
+node = load_module("swarm_node")
 
-
-class Failed(Exception):
-    pass
+PARAMS = {"role": "worker", "remote_addrs": ["10.0.0.1:2377"], "join_token": "SWMTKN-1-secret",
+          "cluster_id": "ourcluster"}
 
 
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = params
-        self.check_mode = check_mode
-        self._diff = False
-
-    def fail_json(self, msg, **kwargs):
-        raise Failed(msg)
-
-    def warn(self, text):
-        self.warnings = [*getattr(self, "warnings", []), text]
+def info(state, cluster_id="", manager=False, node_id="self", error=""):
+    return {"DockerRootDir": "/nonexistent", "Swarm": {
+        "LocalNodeState": state, "NodeID": node_id if state != "inactive" else "",
+        "Cluster": {"ID": cluster_id} if cluster_id else {}, "ControlAvailable": manager, "Error": error}}
 
 
-class FakeAPI:
-    """Answers GETs from a dict of path -> body; records every write."""
-
-    def __init__(self, answers):
-        self.answers = answers
-        self.writes = []
-
-    def get(self, path, query=None):
-        return self.answers[path]
-
-    def request(self, method, path, body=None, query=None):
-        if method == "GET":
-            return self.get(path)
-        self.writes.append((method, path))
-        return {}
-
-    def post(self, path, body=None, query=None):
-        return self.request("POST", path, body, query)
-
-    def delete(self, path, query=None):
-        return self.request("DELETE", path, None, query)
+def swarm(name="lab", autolock=False, version=11):
+    return {"ID": "ourcluster", "Version": {"Index": version},
+            "Spec": {"Labels": {node.NAME_LABEL: name}, "EncryptionConfig": {"AutoLockManagers": autolock}},
+            "JoinTokens": {"Worker": "SWMTKN-1-w", "Manager": "SWMTKN-1-m"}}
 
 
-NODE_PARAMS = {
-    "state": "present",
-    "name": "lab",
-    "init": False,
-    "role": "worker",
-    "advertise_addr": None,
-    "listen_addr": "0.0.0.0:2377",
-    "remote_addrs": ["10.0.0.1:2377"],
-    "join_token": "SWMTKN-1-secret",
-    "cluster_id": "ourcluster",
-    "autolock": None,
-    "unlock_key": None,
-    "force": False,
-    "return_tokens": False,
-    "return_nodes": False,
-    "listed": True,
-}
+def manager(cluster_id="ourcluster", name="lab", autolock=False):
+    return {"/info": info("active", cluster_id, manager=True), "/swarm": swarm(name, autolock),
+            "/nodes/self": {"ManagerStatus": {"Addr": "10.0.0.9:2377"}}}
 
 
-def info(state, cluster_id="", manager=False):
-    return {
-        "Swarm": {
-            "LocalNodeState": state,
-            "NodeID": "self" if state != "inactive" else "",
-            "Cluster": {"ID": cluster_id} if cluster_id else {},
-            "ControlAvailable": manager,
-        }
-    }
+def paths(docker):
+    return [(method, path) for method, path, _query, _body in docker.calls]
 
 
-def manager_answers(cluster_id, name="other"):
-    return {
-        "/info": info("active", cluster_id, manager=True),
-        "/swarm": {"Spec": {"Labels": {node.NAME_LABEL: name}}},
-        "/nodes/self": {"ManagerStatus": {"Addr": "10.0.0.9:2377"}},
-    }
+# --- real-mode paths -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check_mode", [False, True])
-def test_a_node_in_another_swarm_is_an_error_naming_both_ids(check_mode):
-    api = FakeAPI(manager_answers("theircluster"))
-    membership = node.Membership(FakeModule(check_mode, **NODE_PARAMS), api)
-    with pytest.raises(Failed, match=r"Cannot join swarm ourcluster: .*different swarm theircluster"):
-        membership.present()
-    assert api.writes == []
+def test_init_posts_the_exact_body_and_reads_back(run_module):
+    docker = Docker({"/info": Seq(info("inactive"), info("active", "newcluster", manager=True)),
+                     "/swarm": swarm(autolock=True), "/nodes/self": {"ManagerStatus": {"Addr": "10.0.0.11:2377"}}})
+    done = run_module(node, {"name": "lab", "init": True, "role": "manager", "advertise_addr": "10.0.0.11",
+                             "autolock": True}, diff=True, docker=docker)
+    assert not done.failed, done.msg
+    assert docker.writes == [("POST", "/swarm/init", None, {
+        "ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "10.0.0.11",
+        "Spec": {"Labels": {node.NAME_LABEL: "lab"}, "EncryptionConfig": {"AutoLockManagers": True}}})]
+    assert done.changed is True
+    assert done.result["actions"] == ["initialised swarm 'lab' advertising 10.0.0.11"]
+    assert (done.result["node_state"], done.result["cluster_id"], done.result["manager_addr"]) == \
+        ("active", "newcluster", "10.0.0.11:2377")
+    assert done.result["diff"] == {"before": {"state": "inactive", "cluster_id": "", "role": ""},
+                                   "after": {"state": "active", "cluster_id": "newcluster", "role": "manager"}}
 
 
-def test_a_first_manager_in_a_swarm_of_another_name_is_an_error():
-    api = FakeAPI(manager_answers("theircluster", name="other"))
-    params = dict(NODE_PARAMS, init=True, role="manager", cluster_id=None)
-    with pytest.raises(Failed, match=r"Cannot set up swarm 'lab': .*different swarm theircluster"):
-        node.Membership(FakeModule(**params), api).present()
-    assert api.writes == []
+def test_join_posts_token_and_managers_and_checks_the_role(run_module):
+    docker = Docker({"/info": Seq(info("inactive"), info("active", "ourcluster"))})
+    done = run_module(node, dict(PARAMS, advertise_addr="10.0.0.14"), docker=docker)
+    assert not done.failed, done.msg
+    assert docker.writes == [("POST", "/swarm/join", None, {
+        "ListenAddr": "0.0.0.0:2377", "RemoteAddrs": ["10.0.0.1:2377"], "JoinToken": "SWMTKN-1-secret",
+        "AdvertiseAddr": "10.0.0.14"})]
+    assert done.result["actions"] == ["joined swarm ourcluster as worker"]
+    assert paths(docker) == [("GET", "/info"), ("POST", "/swarm/join"), ("GET", "/info")]
 
 
-def test_a_locked_manager_without_a_key_is_an_error():
-    api = FakeAPI({"/info": info("locked")})
-    with pytest.raises(Failed, match=r"Cannot manage swarm membership: this manager is locked.*unlock_key"):
-        node.Membership(FakeModule(**NODE_PARAMS), api).present()
-    assert api.writes == []
+def test_a_join_that_lands_in_the_other_role_fails_after_the_one_write(run_module):
+    docker = Docker({"/info": Seq(info("inactive"), info("active", "ourcluster", manager=True)),
+                     "/swarm": swarm(), "/nodes/self": {}})
+    done = run_module(node, PARAMS, docker=docker)
+    assert done.failed
+    assert done.msg.startswith("Cannot join swarm as worker: the host joined as manager")
+    assert len(docker.writes) == 1 and done.result["actions"] == ["joined swarm ourcluster as worker"]
 
 
-def test_a_locked_manager_is_unlocked_with_the_key_and_nothing_is_written_in_check_mode():
-    params = dict(NODE_PARAMS, unlock_key="SWMKEY-1-secret", cluster_id=None)
-    api = FakeAPI({"/info": info("locked")})
-    membership = node.Membership(FakeModule(True, **params), api)
-    membership.present()
-    assert membership.actions == ["unlocked manager"]
-    assert api.writes == []
+def test_a_locked_manager_is_unlocked_with_the_key(run_module):
+    docker = Docker({"/info": Seq(info("locked", "ourcluster"), info("active", "ourcluster", manager=True)),
+                     "/swarm": swarm(), "/nodes/self": {}})
+    done = run_module(node, dict(PARAMS, role="manager", unlock_key="SWMKEY-1-secret"), docker=docker)
+    assert not done.failed, done.msg
+    assert docker.writes == [("POST", "/swarm/unlock", None, {"UnlockKey": "SWMKEY-1-secret"})]
+    assert done.result["actions"] == ["unlocked manager"]
+    assert "SWMKEY-1-secret" not in str(done.result)
 
 
-def test_a_half_joined_node_leaves_and_joins_again():
-    api = FakeAPI({"/info": info("error")})
-    membership = node.Membership(FakeModule(True, **NODE_PARAMS), api)
-    membership.present()
-    assert [a.split(" (")[0] for a in membership.actions] == [
-        "left half-joined swarm",
-        "joined swarm ourcluster as worker",
-    ]
-    assert api.writes == []
+def test_a_half_joined_node_leaves_with_force_then_joins(run_module):
+    docker = Docker({"/info": Seq(info("error", error="tls handshake"), info("inactive"),
+                                  info("active", "ourcluster"))})
+    done = run_module(node, PARAMS, docker=docker)
+    assert not done.failed, done.msg
+    assert [(m, p, q) for m, p, q, _b in docker.writes] == [
+        ("POST", "/swarm/leave", {"force": "true"}), ("POST", "/swarm/join", None)]
+    assert done.result["actions"] == ["left half-joined swarm (state error (tls handshake))",
+                                      "joined swarm ourcluster as worker"]
 
 
-def test_no_manager_to_join_through_is_an_error():
-    api = FakeAPI({"/info": info("inactive")})
-    params = dict(NODE_PARAMS, remote_addrs=[], join_token=None)
-    with pytest.raises(Failed, match="Cannot join swarm: no live manager"):
-        node.Membership(FakeModule(**params), api).present()
-    assert api.writes == []
+def test_a_member_the_managers_do_not_list_leaves_and_joins_again(run_module):
+    docker = Docker({"/info": Seq(info("active", "ourcluster", node_id="stale"), info("inactive"),
+                                  info("active", "ourcluster", node_id="fresh"))})
+    done = run_module(node, dict(PARAMS, listed=False), docker=docker)
+    assert [(m, p) for m, p, _q, _b in docker.writes] == [("POST", "/swarm/leave"), ("POST", "/swarm/join")]
+    assert done.result["node_id"] == "fresh" and done.changed
 
 
-def live_node(i, role):
-    return {
-        "ID": f"id{i}",
-        "Version": {"Index": 1},
-        "Spec": {"Role": role, "Availability": "active", "Labels": {}},
-        "Status": {"State": "ready", "Addr": f"10.0.0.{i}"},
-        "Description": {"Hostname": f"n{i}"},
-        "ManagerStatus": {"Reachability": "reachable"} if role == "manager" else None,
-    }
+def test_autolock_is_turned_on_with_the_swarms_version(run_module):
+    docker = Docker(manager())
+    done = run_module(node, {"role": "manager", "autolock": True, "cluster_id": "ourcluster"}, docker=docker)
+    assert not done.failed, done.msg
+    body = dict(swarm()["Spec"], EncryptionConfig={"AutoLockManagers": True})
+    assert docker.writes == [("POST", "/swarm/update", {"version": "11"}, body)]
+    assert done.result["actions"] == ["turned autolock on"]
 
 
-def test_five_managers_to_one_is_refused_before_any_write():
-    api = FakeAPI({"/info": {"Swarm": {"NodeID": "id1"}}, "/nodes": [live_node(i, "manager") for i in range(1, 6)]})
-    module = FakeModule(nodes=None, remove_nodes=True, wait_timeout=1)
-    desired = [
-        {
-            "name": f"n{i}",
-            "role": "manager" if i == 1 else "worker",
-            "labels": {},
-            "availability": "active",
-            "node_id": f"id{i}",
-        }
-        for i in range(1, 6)
-    ]
-    with pytest.raises(Failed, match=r"Cannot reconcile swarm managers: .*5 managers to 1.*5 -> 3 -> 1"):
-        cluster.Cluster(module, api).run(desired, remove_nodes=True)
-    assert api.writes == []
+def test_leave_forces_only_when_asked(run_module):
+    docker = Docker({"/info": Seq(info("active", "ourcluster"), info("inactive"))})
+    done = run_module(node, {"state": "absent"}, docker=docker)
+    assert docker.writes == [("POST", "/swarm/leave", {"force": "false"}, None)]
+    assert done.result["actions"] == ["left swarm ourcluster"] and done.result["node_state"] == "inactive"
+
+
+def test_query_returns_tokens_and_nodes_and_writes_nothing(run_module):
+    listed = [{"ID": "n1", "Spec": {"Role": "manager", "Labels": {node.HOST_LABEL: "m1"}},
+               "Status": {"State": "ready", "Addr": "10.0.0.11"}, "Description": {"Hostname": "node1"}}]
+    docker = Docker(dict(manager(), **{"/swarm/unlockkey": {"UnlockKey": "SWMKEY-1-k"}, "/nodes": listed}))
+    done = run_module(node, {"state": "query", "return_tokens": True, "return_nodes": True}, docker=docker)
+    assert docker.writes == [] and done.changed is False
+    assert done.result["join_tokens"] == {"worker": "SWMTKN-1-w", "manager": "SWMTKN-1-m"}
+    assert done.result["unlock_key"] == "SWMKEY-1-k"
+    assert done.result["nodes"] == [{"id": "n1", "host": "m1", "hostname": "node1", "addr": "10.0.0.11",
+                                     "state": "ready", "role": "manager"}]
+
+
+def test_an_api_error_fails_with_the_cause_and_the_traceback(run_module):
+    docker = Docker({"/info": Seq(info("inactive")), ("POST", "/swarm/join"): Status(500, "timeout joining")})
+    done = run_module(node, PARAMS, docker=docker)
+    assert done.failed
+    assert done.msg == "Cannot manage swarm membership: timeout joining (HTTP 500)"
+    assert "Traceback" in done.result["exception"]
+
+
+# --- check mode and the faults ---------------------------------------------------
+
+
+@pytest.mark.parametrize("state, answers, actions", [
+    ("present", {"/info": info("inactive")}, ["joined swarm ourcluster as worker"]),
+    ("present", {"/info": info("error")},
+     ["left half-joined swarm (state error)", "joined swarm ourcluster as worker"]),
+    ("absent", {"/info": info("active", "ourcluster")}, ["left swarm ourcluster"]),
+])
+def test_check_mode_plans_the_same_actions_and_writes_nothing(run_module, state, answers, actions):
+    docker = Docker(answers)
+    done = run_module(node, dict(PARAMS, state=state), check=True, docker=docker)
+    assert not done.failed, done.msg
+    assert docker.writes == [] and done.changed is True and done.result["actions"] == actions
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_node_in_another_swarm_is_an_error_naming_both_ids(run_module, check):
+    docker = Docker(manager("theircluster", name="other"))
+    done = run_module(node, PARAMS, check=check, docker=docker)
+    assert done.failed and docker.writes == []
+    assert done.msg.startswith("Cannot join swarm ourcluster: this host is already in a different swarm theircluster")
+
+
+def test_a_first_manager_in_a_swarm_of_another_name_is_an_error(run_module):
+    docker = Docker(manager("theircluster", name="other"))
+    done = run_module(node, {"name": "lab", "init": True, "role": "manager"}, docker=docker)
+    assert done.failed and docker.writes == []
+    assert done.msg.startswith("Cannot set up swarm 'lab': this host is already a manager of a different swarm "
+                               "theircluster")
+
+
+def test_a_locked_manager_without_a_key_is_an_error(run_module):
+    docker = Docker({"/info": info("locked")})
+    done = run_module(node, PARAMS, docker=docker)
+    assert done.failed and docker.writes == []
+    assert done.msg.startswith("Cannot manage swarm membership: this manager is locked")
+
+
+def test_no_manager_to_join_through_is_an_error(run_module):
+    docker = Docker({"/info": info("inactive")})
+    done = run_module(node, dict(PARAMS, remote_addrs=[], join_token=None), docker=docker)
+    assert done.failed and docker.writes == []
+    assert done.msg.startswith("Cannot join swarm: no live manager")

@@ -1,27 +1,11 @@
-"""Quorum planning of swarm_cluster: pure logic, no daemon."""
+"""swarm_cluster's quorum arithmetic and node matching (pure functions)."""
 
-import importlib.util
-import pathlib
-
-import ansible.module_utils as amu
 import pytest
+from conftest import load_module
 from hypothesis import given
 from hypothesis import strategies as st
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load(name):
-    """Import a library module; its `ansible.module_utils.swarmfabric` import resolves to the repo."""
-    if str(REPO / "plugins" / "module_utils") not in amu.__path__:
-        amu.__path__.append(str(REPO / "plugins" / "module_utils"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "library" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster = load("swarm_cluster")
+cluster = load_module("swarm_cluster")
 
 
 def ids(count, prefix="m"):
@@ -61,26 +45,62 @@ def test_no_manager_left_is_refused():
         cluster.plan_managers(["a"], ["a"], [])
 
 
+def expected_refusal(current, alive, desired):
+    """Why a plan must be refused (a pattern of the message), or None when a safe order exists.
+
+    Independent of plan_managers: the best order demotes unreachable managers
+    first, after every promotion; if that order breaks a majority, every order does."""
+    current, desired = set(current), set(desired)
+    alive = set(alive) & current
+    majority = lambda count: count // 2 + 1  # noqa: E731
+    tolerance = lambda count: max(count - 1, 0) // 2  # noqa: E731
+    if len(alive) < majority(len(current)):
+        return "lost quorum"
+    if not desired:
+        return "without a manager"
+    if tolerance(len(current)) - tolerance(len(desired)) > 1:
+        return "would break quorum"
+    count, up = len(current | desired), len(alive) + len(desired - current)
+    for node in sorted(current - desired, key=lambda node: node in alive):
+        count -= 1
+        up -= node in alive
+        if up < majority(count):
+            return "below a majority"
+    return None
+
+
 @given(
     now=st.integers(1, 7),
     reachable=st.integers(0, 7),
     keep=st.integers(0, 7),
     new=st.integers(0, 4),
 )
-def test_every_accepted_plan_keeps_a_reachable_majority(now, reachable, keep, new):
+def test_a_plan_is_refused_exactly_when_no_safe_order_exists(now, reachable, keep, new):
     current = ids(now)
     alive = current[: min(reachable, now)]
     desired = current[: min(keep, now)] + ids(new, "n")
-    try:
-        promote, demote = cluster.plan_managers(current, alive, desired)
-    except cluster.QuorumError:
+    reason = expected_refusal(current, alive, desired)
+    if reason is not None:
+        with pytest.raises(cluster.QuorumError, match=reason):
+            cluster.plan_managers(current, alive, desired)
         return
+    promote, demote = cluster.plan_managers(current, alive, desired)
+    assert set(current) - set(demote) | set(promote) == set(desired)
     count, up = now + len(promote), len(alive) + len(promote)
     for node in demote:
         count -= 1
         up -= node in alive
         assert up >= count // 2 + 1
     assert cluster.tolerance(now) - cluster.tolerance(count) <= 1
+
+
+@pytest.mark.parametrize(("now", "reachable", "desired", "reason"), [
+    (3, 3, ids(3), None), (5, 5, ids(3), None), (3, 1, ids(3), "lost quorum"), (3, 3, [], "without a manager"),
+    (5, 5, ids(1), "would break quorum"), (5, 3, ["m3", "m4", "m0"], "below a majority"),
+])
+def test_the_oracle_itself_refuses_and_accepts(now, reachable, desired, reason):
+    # The property above only means something if both of its branches are taken.
+    assert expected_refusal(ids(now), ids(now)[:reachable], desired) == reason
 
 
 def test_nodes_are_matched_by_id_then_identity_label_never_by_hostname_or_address():

@@ -1,9 +1,11 @@
 """swarm_service spec diffing: only managed fields count, Docker defaults never do."""
 
-import pytest
-from test_swarm_quorum import load
+import copy
 
-service = load("swarm_service")
+import pytest
+from conftest import Docker, Status, load_module
+
+service = load_module("swarm_service")
 
 PARAMS = {
     "image": "swarmfabric/task:1",
@@ -79,26 +81,7 @@ def test_global_mode_has_no_replicas():
     assert service.live_view(spec)["replicas"] is None
 
 
-class MissingNetworkAPI:
-    def get(self, path, query=None):
-        if path == "/networks":
-            return []
-        raise service.DockerAPIError("network appnet not found", status=404)
-
-
-class GenerationsAPI:
-    """A manager's /networks answer for a label filter, then inspects by name."""
-
-    def __init__(self, listing, by_name=None):
-        self.listing, self.by_name, self.calls = listing, by_name or {}, []
-
-    def get(self, path, query=None):
-        self.calls.append((path, query))
-        if path == "/networks":
-            return self.listing
-        if path.removeprefix("/networks/") in self.by_name:
-            return self.by_name[path.removeprefix("/networks/")]
-        raise service.DockerAPIError("not found", status=404)
+# --- main() against a Docker daemon scripted at its socket ----------------------------
 
 
 def swarm_net(name, config_from):
@@ -106,33 +89,108 @@ def swarm_net(name, config_from):
             "ConfigFrom": {"Network": config_from}}
 
 
-def test_an_overlay_resolves_to_its_newest_generation():
+GEN0 = swarm_net("appnet", "appnet-config")
+MACVLAN = {"filters": {"driver": ["macvlan"]}}
+RUNNING = [{"Status": {"State": "running"}}] * 3
+
+
+def params(**extra):
+    return dict(PARAMS, name="web", **extra)
+
+
+def existing(**extra):
+    """The service as the daemon lists it: our spec on generation 0, plus Docker's defaults."""
+    spec = service.apply_view({}, service.desired_view(params(**extra), {"appnet": "id-appnet"}), "web")
+    spec["UpdateConfig"].update(FailureAction="pause", Order="stop-first")
+    return {"ID": "sid", "Version": {"Index": 42}, "Spec": spec}
+
+
+def test_create_posts_the_whole_spec_and_waits_for_the_tasks(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [], ("POST", "/services/create"): {"ID": "sid"},
+                     "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING})
+    done = run_module(service, params(), docker=docker)
+    assert not done.failed, done.msg
+    assert docker.writes == [("POST", "/services/create", None, {
+        "Name": "web", "Labels": {"tier": "front"},
+        "TaskTemplate": {"ContainerSpec": {"Image": "swarmfabric/task:1", "Command": ["sh", "-c", "httpd -f"],
+                                           "Hosts": ["10.20.255.37 web"]},
+                         "Networks": [{"Target": "id-appnet"}]},
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "EndpointSpec": {"Mode": "vip", "Ports": [{"PublishedPort": 8080, "TargetPort": 80, "Protocol": "tcp",
+                                                   "PublishMode": "ingress"}]},
+        "UpdateConfig": {"Parallelism": 1, "Delay": 5 * 10**9}})]
+    assert done.result["service_id"] == "sid" and done.result["actions"] == [
+        "created web (replicated, image swarmfabric/task:1)"]
+    assert docker.calls[-1] == ("GET", "/tasks", {"filters": {"desired-state": ["running"], "service": ["sid"]}},
+                                None)
+
+
+def test_scaling_updates_with_the_services_version_and_keeps_dockers_fields(run_module):
+    live = existing()
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/services/sid": {}, "/tasks": RUNNING * 2})
+    done = run_module(service, params(replicas=5), diff=True, docker=docker)
+    assert not done.failed, done.msg
+    body = copy.deepcopy(live["Spec"])
+    body["Mode"] = {"Replicated": {"Replicas": 5}}
+    assert docker.writes == [("POST", "/services/sid/update", {"version": "42"}, body)]
+    assert done.result["actions"] == ["scaled web from 3 to 5 replicas"]
+    assert done.result["diff"] == {"before": {"replicas": 3}, "after": {"replicas": 5}}
+
+
+def test_no_change_is_reads_only(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [existing()]})
+    done = run_module(service, params(), docker=docker)
+    assert done.result == {"changed": False, "actions": [], "service_id": "sid", "changes": {}}
+    assert docker.writes == []
+
+
+@pytest.mark.parametrize("state, extra, actions", [
+    ("present", {"replicas": 5}, ["scaled web from 3 to 5 replicas"]),
+    ("absent", {}, ["removed web"]),
+    ("pruned", {"keep": ["api"]}, ["removed web"]),
+])
+def test_check_mode_plans_the_same_and_writes_nothing(run_module, state, extra, actions):
+    docker = Docker({"/networks": [GEN0], "/services": [existing()]})
+    done = run_module(service, params(state=state, **extra), check=True, docker=docker)
+    assert not done.failed, done.msg
+    assert done.changed is True and done.result["actions"] == actions and docker.writes == []
+
+
+def test_absent_and_pruned_delete_by_id(run_module):
+    docker = Docker({"/services": [existing()]})
+    assert run_module(service, {"name": "web", "state": "absent"}, docker=docker).result["actions"] == ["removed web"]
+    done = run_module(service, {"state": "pruned", "keep": ["web"]}, docker=docker)
+    assert done.changed is False and done.result["removed"] == []
+    assert docker.writes == [("DELETE", "/services/sid", None, None)]
+
+
+def test_an_overlay_resolves_to_its_newest_generation(run_module):
     config2 = {"Name": "appnet-config", "Id": "c", "Scope": "local", "ConfigOnly": True,
                "Labels": {"io.swarmfabric.overlay": "appnet", "io.swarmfabric.generation": "2"}}
-    api = GenerationsAPI([swarm_net("appnet", "appnet-config"), config2, swarm_net("appnet-1", "appnet-config-1")])
-    services = service.Services(type("Module", (), {"check_mode": False})(), api)
-    assert services.network_ids(["appnet"]) == {"appnet": "id-appnet"}
-    assert api.calls == [("/networks", {"filters": {"driver": ["macvlan"]}})]
-    api = GenerationsAPI([swarm_net("appnet", "appnet-config"), swarm_net("appnet-1", "appnet-config-1")])
-    services = service.Services(type("Module", (), {"check_mode": False})(), api)
-    assert services.network_ids(["appnet"]) == {"appnet": "id-appnet-1"}
+    docker = Docker({"/networks": [GEN0, config2, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
+    done = run_module(service, params(), check=True, docker=docker)
+    assert done.result["changes"]["networks"] == {"before": None, "after": ["id-appnet"]}
+    assert docker.calls[0] == ("GET", "/networks", MACVLAN, None)
+    docker = Docker({"/networks": [GEN0, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
+    done = run_module(service, params(), check=True, docker=docker)
+    assert done.result["changes"]["networks"]["after"] == ["id-appnet-1"]
 
 
-def test_a_network_without_generations_is_looked_up_by_name():
-    api = GenerationsAPI([], by_name={"appnet": {"Id": "legacy", "Scope": "swarm"},
-                                      "plain": {"Id": "p", "Scope": "local"}})
-    services = service.Services(type("Module", (), {"check_mode": False})(), api)
-    assert services.network_ids(["appnet"]) == {"appnet": "legacy"}
-    with pytest.raises(service.DockerAPIError, match="'plain' is local-scoped"):
-        services.network_ids(["plain"])
+def test_a_network_without_generations_is_looked_up_by_name(run_module):
+    docker = Docker({"/networks": [], "/networks/appnet": {"Id": "legacy", "Scope": "swarm"}, "/services": []})
+    assert run_module(service, params(), check=True, docker=docker).result["changes"]["networks"]["after"] == [
+        "legacy"]
+    docker = Docker({"/networks": [], "/networks/appnet": {"Id": "p", "Scope": "local"}, "/services": []})
+    done = run_module(service, params(), check=True, docker=docker)
+    assert done.failed and done.msg == "Cannot converge service web: network 'appnet' is local-scoped, not swarm-scoped"
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
-def test_a_missing_network_is_a_planned_change_in_check_mode_and_an_error_otherwise(check_mode):
-    module = type("Module", (), {"check_mode": check_mode})()
-    services = service.Services(module, MissingNetworkAPI())
+def test_a_missing_network_is_a_planned_change_in_check_mode_and_an_error_otherwise(run_module, check_mode):
+    docker = Docker({"/networks": [], "/networks/appnet": Status(404, "network appnet not found"), "/services": []})
+    done = run_module(service, params(), check=check_mode, docker=docker)
+    assert docker.writes == []
     if check_mode:
-        assert services.network_ids(["appnet"]) == {"appnet": "(network appnet, not created yet)"}
+        assert done.result["changes"]["networks"]["after"] == ["(network appnet, not created yet)"]
     else:
-        with pytest.raises(service.DockerAPIError, match="network 'appnet' does not exist"):
-            services.network_ids(["appnet"])
+        assert done.failed and done.msg == "Cannot converge service web: network 'appnet' does not exist"

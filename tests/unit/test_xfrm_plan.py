@@ -1,22 +1,14 @@
 """xfrm_tunnel's planner and the iproute2 xfrm text parsers, without a kernel."""
 
-import importlib.util
 import json
-import pathlib
 
-import ansible.module_utils
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from conftest import load_module
 from swarmfabric import iproute, keys
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-# The module imports ansible.module_utils.swarmfabric, as it does on a host.
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-_spec = importlib.util.spec_from_file_location("xfrm_tunnel", REPO / "library" / "xfrm_tunnel.py")
-xfrm_tunnel = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(xfrm_tunnel)
+xfrm_tunnel = load_module("xfrm_tunnel")
 
 LOCAL, B, C = "172.30.0.11", "172.30.0.12", "172.30.0.13"
 SLOTS = {LOCAL: 1, B: 2, C: 3}

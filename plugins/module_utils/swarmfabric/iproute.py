@@ -1,4 +1,4 @@
-"""iproute2 helpers: pure argv builders, parsers, and one runner.
+"""iproute2 helpers: pure argv builders and parsers (commands run through module.Runner).
 
 ``ip``/``bridge`` answer in JSON (``-j``) for links, addresses and the FDB.
 ``ip xfrm`` has no JSON output in iproute2 6.1, so its text is parsed here,
@@ -6,7 +6,7 @@ once. SA keys are written through ``ip -batch -`` on stdin, never in argv,
 so they show up in neither ``ps`` nor an error message.
 """
 
-import json
+from .module import CommandError
 
 AEAD_GCM = "rfc4106(gcm(aes))"
 ICV_BITS = 128
@@ -14,12 +14,8 @@ REPLAY_WINDOW = 128
 ZERO_MAC = "00:00:00:00:00:00"
 
 
-class IpRouteError(Exception):
-    def __init__(self, what, rc, err):
-        self.what = what
-        self.rc = rc
-        self.err = " ".join((err or "").split())
-        super().__init__(f"{what} failed (rc={rc}): {self.err}")
+# The one command error of module.Runner, under the name the modules know.
+IpRouteError = CommandError
 
 
 # --- links, addresses, fdb -------------------------------------------------
@@ -217,30 +213,7 @@ def parse_xfrm_policies(text):
 # --- running ---------------------------------------------------------------
 
 
-class Runner:
-    """Runs argv lists through AnsibleModule.run_command; raises IpRouteError."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def _argv(self, argv):
-        return [self.module.get_bin_path(argv[0], required=True), *argv[1:]]
-
-    def run(self, argv, data=None, what=None):
-        rc, out, err = self.module.run_command(self._argv(argv), data=data, binary_data=data is not None)
-        if rc != 0:
-            raise IpRouteError(what or " ".join(argv), rc, err)
-        return out
-
-    def json(self, argv, missing_ok=False):
-        rc, out, err = self.module.run_command(self._argv(argv))
-        if rc != 0:
-            if missing_ok and ("does not exist" in err or "Cannot find device" in err):
-                return []
-            raise IpRouteError(" ".join(argv), rc, err)
-        return json.loads(out) if out.strip() else []
-
-    def batch(self, lines, what):
-        """Many ip commands in one process; stdin carries key material."""
-        if lines:
-            self.run(batch_argv(), data="\n".join(lines) + "\n", what=what)
+def batch(run, lines, what):
+    """Many ip commands in one process (``run`` is a module.Runner); stdin carries key material."""
+    if lines:
+        run.run(batch_argv(), data="\n".join(lines) + "\n", what=what)

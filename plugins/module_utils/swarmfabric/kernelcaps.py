@@ -20,6 +20,8 @@ check mode and in a real run.
 
 import os
 
+from .module import Runner
+
 PROBE_A = "192.0.2.1"  # TEST-NET-1, only ever used inside the throwaway netns
 PROBE_B = "192.0.2.2"
 MODULES = ("vxlan", "xfrm_user", "esp4", "gcm", "nf_tables")
@@ -201,26 +203,30 @@ def missing_capabilities(run, encrypted=True):
     return missing
 
 
-def capability_message(overlay, missing):
+def capability_cause(missing):
     return (
-        f"Cannot enable encryption on overlay {overlay}: this kernel lacks "
+        "this kernel lacks "
         + "; ".join(missing)
         + ". Nothing was changed. Encryption is never turned off silently: use a kernel with esp4 and "
         "rfc4106(gcm(aes)), or set encrypted: false for this overlay."
     )
 
 
+def capability_message(overlay, missing):
+    return f"Cannot enable encryption on overlay {overlay}: {capability_cause(missing)}"
+
+
 def module_runner(module):
-    """The ``run`` that missing_capabilities wants, from an AnsibleModule."""
-    return lambda argv, data=None: module.run_command(argv, data=data)
+    """The ``run`` that missing_capabilities wants: the modules' one Runner (binaries by get_bin_path)."""
+    return Runner(module).status
 
 
-def require_encryption(module, overlay):
-    """Fail the module, before it changes anything, when the kernel cannot encrypt.
-    In check mode only the read-only look runs (no modprobe, no namespace)."""
-    if module.check_mode:
+def require_encryption(change, overlay):
+    """Fail the module (``change`` is its module.Change) before it changes anything, when the
+    kernel cannot encrypt. In check mode only the read-only look runs (no modprobe, no namespace)."""
+    if change.check_mode:
         missing = predicted_missing(encrypted=True)[0]
     else:
-        missing = missing_capabilities(module_runner(module), encrypted=True)
+        missing = missing_capabilities(module_runner(change.module), encrypted=True)
     if missing:
-        module.fail_json(msg=capability_message(overlay, missing), missing=missing)
+        change.fail(f"enable encryption on overlay {overlay}", capability_cause(missing), missing=missing)
