@@ -172,6 +172,7 @@ from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.kernelcaps import kernel_module_state, module_usable
+from ansible.module_utils.swarmfabric.module import Change, CommandError, Runner
 from ansible.module_utils.swarmfabric.nft import (
     NftError,
     apply_argv,
@@ -237,27 +238,33 @@ class Mesh:
 
     def __init__(self, module):
         self.module = module
-        self.check = module.check_mode
-        self.actions = []
-        self.before = {}
+        self.change = Change(module, headers=("mesh (live)", "mesh (desired)"))
+        self.runner = Runner(module)
+        self.check = self.change.check_mode
+        self.actions = self.change.actions
+        self.before = {}   # sections of the diff, label -> lines
         self.after = {}
         self.undo = []
         self.kept = []     # writes without an undo, said in a failure message
 
     def run(self, argv, data=None, what=None):
-        rc, out, err = self.module.run_command(argv, data=data, binary_data=True)
-        if rc != 0 and what:
-            raise MeshError(f"{what}: {(err or out).strip() or f'exit code {rc}'}")
-        return rc, out, err
+        """(rc, out, err); with ``what``, a non-zero exit raises MeshError naming it."""
+        try:
+            if what:
+                return 0, self.runner.run(argv, data=data, what=what), ""
+            return self.runner.status(argv, data=data)
+        except CommandError as exc:
+            raise MeshError(f"{what}: {exc.cause}") from exc
 
     def bin(self, name):
-        return self.module.get_bin_path(name, required=True)
+        return self.runner.path(name)
 
     def write(self, fn, undo=None, label=None, undo_first=True):
         """Run one write (not in check mode). An undo registered first also
         covers a step that fails halfway; atomic steps register it after."""
-        if self.check:
-            return
+        self.change.write(self._write, fn, undo, label, undo_first)
+
+    def _write(self, fn, undo, label, undo_first):
         if undo and undo_first:
             self.undo.append((label, undo))
         fn()
@@ -564,25 +571,20 @@ def main():
         plan_and_apply(mesh, params, backend)
     except (MeshError, OSError) as exc:
         restored, failed = mesh.rollback()
-        msg = f"Cannot apply the mesh: {exc}"
+        cause = str(exc)
         if restored:
-            msg += "; rolled back " + ", ".join(restored)
+            cause += "; rolled back " + ", ".join(restored)
         if failed:
-            msg += "; could NOT restore " + "; ".join(failed)
+            cause += "; could NOT restore " + "; ".join(failed)
         if not restored and not failed:
-            msg += "; nothing was changed"
+            cause += "; nothing was changed"
         if mesh.kept:
-            msg += " (kept: " + ", ".join(mesh.kept) + ")"
-        module.fail_json(msg=msg, backend=backend, actions=mesh.actions, rolled_back=restored,
-                         not_restored=failed)
+            cause += " (kept: " + ", ".join(mesh.kept) + ")"
+        mesh.change.fail("apply the mesh", cause, backend=backend, rolled_back=restored, not_restored=failed)
     before, after = text_of(mesh.before), text_of(mesh.after)
+    mesh.change.before, mesh.change.after = before, after
     b, a = Counter(before.splitlines()), Counter(after.splitlines())
-    result = {"changed": bool(mesh.actions), "backend": backend, "actions": mesh.actions,
-              "lines_added": sum((a - b).values()), "lines_removed": sum((b - a).values())}
-    if module._diff:
-        result["diff"] = {"before": before, "after": after,
-                          "before_header": "mesh (live)", "after_header": "mesh (desired)"}
-    module.exit_json(**result)
+    mesh.change.exit(backend=backend, lines_added=sum((a - b).values()), lines_removed=sum((b - a).values()))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
     description: Reads everything and returns RV(kept); writes no label.
+    support: full
   diff_mode:
     support: none
   idempotent:
@@ -61,10 +61,11 @@ unknown:
   type: list
   elements: str
 actions:
-  description: What was done (or would be done in check mode).
+  description: The nodes whose record was (or, in check mode, would be) written.
   returned: always
   type: list
   elements: str
+  sample: ["recorded the backends of node2"]
 """
 
 import json
@@ -105,8 +106,7 @@ def running_services(tasks, services):
 
 class Record:
     def __init__(self, change, api):
-        self.change = change
-        self.api = api
+        self.change, self.api = change, api
 
     def run(self, reports, silent):
         nodes = {}

@@ -256,9 +256,7 @@ def user_labels(labels):
 
 class Cluster:
     def __init__(self, change, api):
-        self.change = change
-        self.module = change.module
-        self.api = api
+        self.change, self.module, self.api = change, change.module, api
         self.deferred = {}
         self.warnings = []
         self.timeout = self.module.params["wait_timeout"]

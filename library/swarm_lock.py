@@ -84,6 +84,7 @@ actions:
   returned: always
   type: list
   elements: str
+  sample: ["took the converge lock"]
 """
 
 import json
@@ -138,9 +139,7 @@ def with_lock(spec, holder):
 
 class Lock:
     def __init__(self, change, api):
-        self.change = change
-        self.module = change.module
-        self.api = api
+        self.change, self.module, self.api = change, change.module, api
         self.owner = self.module.params["owner"] or {}
 
     def read(self):

@@ -249,9 +249,7 @@ def swap_network(spec, old, new_id):
 
 class Networks:
     def __init__(self, change, api, sleep=time.sleep, clock=time.monotonic):
-        self.change = change
-        self.module = change.module
-        self.api = api
+        self.change, self.module, self.api = change, change.module, api
         self.p = self.module.params
         self.sleep, self.clock = sleep, clock
         self.moved = []

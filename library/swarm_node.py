@@ -102,8 +102,8 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: First manager creates the swarm
   swarm_node:
-    name: lab
     init: true
+    name: lab
     role: manager
     advertise_addr: 172.30.0.11
 
@@ -293,9 +293,7 @@ def foreign_swarm_error(params, state):
 
 class Membership:
     def __init__(self, change, api):
-        self.change = change
-        self.module = change.module
-        self.api = api
+        self.change, self.module, self.api = change, change.module, api
         self.params = self.module.params
         self.state = read_state(api)
         change.before = self.summary()
@@ -325,10 +323,10 @@ class Membership:
         if self.state["node_state"] not in HALF_JOINED:
             return
         cause = f" ({self.state['error']})" if self.state["error"] else ""
-        self.act(
-            f"left half-joined swarm (state {self.state['node_state']}{cause})",
-            "POST", "/swarm/leave", query={"force": True},
-        )
+        self.leave(f"left half-joined swarm (state {self.state['node_state']}{cause})", force=True)
+
+    def leave(self, text, force):
+        self.act(text, "POST", "/swarm/leave", query={"force": force})
         if self.change.check_mode:
             self.state.update(node_state="inactive", cluster_id="", is_manager=False)
 
@@ -367,12 +365,8 @@ class Membership:
         """Leave a membership the managers no longer list, so that the host joins again."""
         if self.params["listed"] or self.state["node_state"] != "active":
             return
-        self.act(
-            f"left stale swarm state (node {self.state['node_id']} is not in the managers' node list)",
-            "POST", "/swarm/leave", query={"force": True},
-        )
-        if self.change.check_mode:
-            self.state.update(node_state="inactive", cluster_id="", is_manager=False)
+        self.leave(f"left stale swarm state (node {self.state['node_id']} is not in the managers' node list)",
+                   force=True)
 
     def present(self):
         self.unlock()
@@ -392,10 +386,8 @@ class Membership:
     def absent(self):
         if self.state["node_state"] == "inactive":
             return
-        self.act(f"left swarm {self.state['cluster_id'] or ''}".rstrip(), "POST", "/swarm/leave",
-                 query={"force": self.params["force"] or self.state["node_state"] != "active"})
-        if self.change.check_mode:
-            self.state.update(node_state="inactive", cluster_id="", is_manager=False)
+        self.leave(f"left swarm {self.state['cluster_id'] or ''}".rstrip(),
+                   force=self.params["force"] or self.state["node_state"] != "active")
 
     def tokens(self):
         if not (self.params["return_tokens"] and self.state["is_manager"]):

@@ -283,9 +283,7 @@ def describe(name, changes):
 
 class Services:
     def __init__(self, change, api):
-        self.change = change
-        self.module = change.module
-        self.api = api
+        self.change, self.module, self.api = change, change.module, api
 
     def find(self, name):
         for service in self.api.get("/services", query={"filters": {"name": [name]}}) or []:

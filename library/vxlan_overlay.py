@@ -104,12 +104,12 @@ extends_documentation_fragment:
 EXAMPLES = r"""
 - name: Overlay appnet on this host
   vxlan_overlay:
+    peers: [172.30.0.12, 172.30.0.13]
     name: appnet
     device: sf-appnet
     vni: 300
     port: 4789
     local: 172.30.0.11
-    peers: [172.30.0.12, 172.30.0.13]
     mtu: auto
     address: 10.20.17.1
     gateway: 10.20.0.1

@@ -408,9 +408,9 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             index=dict(type="int", required=True),
+            local=dict(type="str", required=True),
             vni=dict(type="int"),
             port=dict(type="int", default=4789),
-            local=dict(type="str", required=True),
             peers=dict(type="list", elements="dict", default=[], options=dict(
                 address=dict(type="str", required=True),
                 epoch=dict(type="int", required=True),

@@ -1,6 +1,6 @@
 """swarm_backends and the merge in playbooks/mesh.yml: which addresses become backends."""
 
-from conftest import load_module
+from conftest import Docker, Status, load_module
 from swarmfabric.ruleset import merge_backends
 
 backends = load_module('swarm_backends')
@@ -35,3 +35,17 @@ def test_name_prefix_is_stripped():
 def test_merge_sorts_numerically_and_dedupes():
     merged = merge_backends([{'web': ['10.20.9.2']}, {'web': ['10.20.10.2', '10.20.9.2'], 'api': []}, {}])
     assert merged == {'api': [], 'web': ['10.20.9.2', '10.20.10.2']}
+
+
+def test_main_is_one_filtered_request_and_never_a_change(run_module):
+    docker = Docker({'/containers/json': [container('web', appnet='10.20.5.3')]})
+    done = run_module(backends, {'services': {'web': '10.20.0.0/16'}}, check=True, docker=docker)
+    assert done.result == {'changed': False, 'actions': [], 'backends': {'web': ['10.20.5.3']}}
+    assert docker.calls == [('GET', '/containers/json', {'filters': {'label': ['com.docker.swarm.service.name']}},
+                             None)]
+
+
+def test_main_fails_with_the_daemons_words(run_module):
+    docker = Docker({'/containers/json': Status(500, 'daemon is shutting down')})
+    done = run_module(backends, {'services': {'web': '10.20.0.0/16'}}, docker=docker)
+    assert done.failed and done.msg == 'Cannot read the local swarm tasks: daemon is shutting down (HTTP 500)'

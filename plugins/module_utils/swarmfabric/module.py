@@ -18,13 +18,15 @@ import traceback
 
 
 class CommandError(Exception):
-    """A command that exited non-zero. ``what`` names it, ``cause`` is its stderr (or stdout) on one line."""
+    """A command that exited non-zero. ``what`` names it; ``err`` is its stderr on one line, ``cause``
+    its stderr (or stdout) as printed."""
 
     def __init__(self, what, rc, err, out=""):
         self.what = what
         self.rc = rc
         self.err = " ".join((err or "").split())
-        self.cause = self.err or " ".join((out or "").split()) or f"exit code {rc}"
+        # Kept as printed (nft points at the offending line on the next ones).
+        self.cause = (err or out or "").strip() or f"exit code {rc}"
         super().__init__(f"{what} failed (rc={rc}): {self.err}")
 
 
