@@ -1,0 +1,308 @@
+# Copyright: Swarmfabric contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The status report (playbooks/status.yml, docs/status.md): the actual
+state read from the hosts, compared with the plan, and drawn as a Graphviz
+graph. Pure functions of plain data, standard library only; the controller
+runs them (filters swarm_status and swarm_status_dot).
+
+``actual`` is what the playbook reads, unparsed:
+
+- ``nodes``: ``docker node inspect`` of every swarm node (a list);
+- ``services``: ``docker service inspect`` of every service (a list);
+- ``tasks``: ``docker inspect`` of the tasks that should be running (a list);
+- ``hosts``: per inventory host that answered, ``links`` (``ip -j -d link
+  show``), ``fdb`` (overlay device to ``bridge -j fdb show dev``), ``sas``
+  (overlay to ``xfrm_tunnel`` query's ``live_sas``, which carry no key) and
+  ``mesh`` (whether the mesh table is there).
+"""
+
+from __future__ import annotations
+
+HOST_LABEL = 'io.swarmfabric.host'
+OWN_LABELS = 'io.swarmfabric.'
+ZERO_MAC = '00:00:00:00:00:00'
+
+
+def _user_labels(labels):
+    return {k: v for k, v in (labels or {}).items() if not k.startswith(OWN_LABELS)}
+
+
+def _image(spec_image):
+    """An image reference without the digest Docker pins it to."""
+    return (spec_image or '').split('@', 1)[0]
+
+
+def read_nodes(nodes):
+    """Inventory host -> the node's role, availability, state, labels and address (by the identity label)."""
+    out = {}
+    for node in nodes or []:
+        spec, status = node.get('Spec') or {}, node.get('Status') or {}
+        host = (spec.get('Labels') or {}).get(HOST_LABEL) or (node.get('Description') or {}).get('Hostname', '')
+        out[host] = {
+            'id': node.get('ID', ''),
+            'role': spec.get('Role', ''),
+            'availability': spec.get('Availability', ''),
+            'state': status.get('State', ''),
+            'addr': status.get('Addr', ''),
+            'labels': _user_labels(spec.get('Labels')),
+        }
+    return out
+
+
+def read_services(services, tasks, nodes):
+    """Service name -> its mode, replicas, image, VIPs, published ports and running tasks per host."""
+    host_of = {n['id']: host for host, n in read_nodes(nodes).items()}
+    out = {}
+    ids = {}
+    for service in services or []:
+        spec = service.get('Spec') or {}
+        mode = spec.get('Mode') or {}
+        name = spec.get('Name', '')
+        ids[service.get('ID', '')] = name
+        endpoint = service.get('Endpoint') or {}
+        out[name] = {
+            'mode': 'global' if 'Global' in mode else 'replicated',
+            'replicas': (mode.get('Replicated') or {}).get('Replicas'),
+            'image': _image(((spec.get('TaskTemplate') or {}).get('ContainerSpec') or {}).get('Image')),
+            'vips': sorted(v.get('Addr', '') for v in endpoint.get('VirtualIPs') or []),
+            'ports': sorted(p.get('PublishedPort') for p in endpoint.get('Ports') or [] if p.get('PublishedPort')),
+            'tasks': {},
+        }
+    for task in tasks or []:
+        name = ids.get(task.get('ServiceID', ''))
+        if name is None or (task.get('Status') or {}).get('State') != 'running':
+            continue
+        host = host_of.get(task.get('NodeID', ''), task.get('NodeID', ''))
+        running = out[name]['tasks']
+        running[host] = running.get(host, 0) + 1
+    return out
+
+
+def fdb_peers(entries):
+    """Underlay addresses of the all-zeros (flood) FDB entries of a unicast VXLAN device."""
+    return sorted({e['dst'] for e in entries or [] if e.get('mac') == ZERO_MAC and e.get('dst')})
+
+
+def _link(links, device):
+    for link in links or []:
+        if link.get('ifname') == device:
+            return link
+    return None
+
+
+def read_overlays(plan, hosts):
+    """Host -> overlay -> whether its device is there, its VNI, its FDB peers and its SAs (no keys)."""
+    out = {}
+    for host, seen in (hosts or {}).items():
+        mine = {}
+        for name, overlay in (plan.get('overlays') or {}).items():
+            if host not in overlay.get('members', {}):
+                continue
+            link = _link(seen.get('links'), overlay['device'])
+            info = ((link or {}).get('linkinfo') or {}).get('info_data') or {}
+            sas = (seen.get('sas') or {}).get(name) or []
+            mine[name] = {
+                'device': link is not None,
+                'vni': info.get('id'),
+                'peers': fdb_peers((seen.get('fdb') or {}).get(overlay['device'])),
+                'sas': len(sas),
+                'epochs': sorted({sa.get('epoch') for sa in sas if sa.get('epoch') is not None}),
+            }
+        out[host] = {'overlays': mine, 'mesh': bool(seen.get('mesh'))}
+    return out
+
+
+def actual_state(plan, actual):
+    """The actual state in the report's shape (status.json's ``actual``)."""
+    return {
+        'nodes': read_nodes(actual.get('nodes')),
+        'services': read_services(actual.get('services'), actual.get('tasks'), actual.get('nodes')),
+        'hosts': read_overlays(plan, actual.get('hosts')),
+    }
+
+
+def desired_state(plan):
+    """The described state in the report's shape (status.json's ``desired``)."""
+    nodes = {host: {'role': n['role'], 'availability': n['availability'], 'labels': dict(n['labels'])}
+             for host, n in plan['nodes'].items()}
+    services = {}
+    for name, s in plan['services'].items():
+        services[name] = {
+            'mode': s['mode'], 'replicas': s['replicas'], 'image': s['image'],
+            'vips': [s['vip']] if s.get('vip') else [],
+            'ports': sorted(p['published'] for p in s.get('publish') or []),
+        }
+    overlays = {}
+    for name, o in plan['overlays'].items():
+        members = o['members']
+        overlays[name] = {
+            'vni': o['vni'], 'encrypted': bool(o['encrypted']), 'device': o['device'],
+            'members': {host: {'underlay': m['underlay'], 'address': m['address'],
+                               'peers': sorted(members[p]['underlay'] for p in members if p != host)}
+                        for host, m in members.items()},
+        }
+    return {'name': plan['name'], 'nodes': nodes, 'services': services, 'overlays': overlays}
+
+
+def _drift(out, host, obj, field, desired, actual):
+    out.append({'host': host, 'object': obj, 'field': field, 'desired': desired, 'actual': actual})
+
+
+def compare(desired, actual, reached):
+    """Every difference between the described and the actual state, in a fixed order.
+
+    ``reached`` lists the hosts that answered: a host that did not is one
+    drift ('reachable'), and nothing else is claimed about its kernel state.
+    """
+    drift = []
+    nodes = actual['nodes']
+    for host, want in sorted(desired['nodes'].items()):
+        have = nodes.get(host)
+        obj = f'node {host}'
+        if have is None:
+            _drift(drift, host, obj, 'member', True, False)
+            continue
+        for field in ('role', 'availability'):
+            if have[field] != want[field]:
+                _drift(drift, host, obj, field, want[field], have[field])
+        if have['state'] != 'ready':
+            _drift(drift, host, obj, 'state', 'ready', have['state'])
+        for key in sorted(set(want['labels']) | set(have['labels'])):
+            if want['labels'].get(key) != have['labels'].get(key):
+                _drift(drift, host, obj, f'labels.{key}', want['labels'].get(key), have['labels'].get(key))
+    for host in sorted(set(nodes) - set(desired['nodes'])):
+        _drift(drift, host, f'node {host}', 'member', False, True)
+
+    for name, want in sorted(desired['services'].items()):
+        have = actual['services'].get(name)
+        obj = f'service {name}'
+        if have is None:
+            _drift(drift, '', obj, 'exists', True, False)
+            continue
+        for field in ('mode', 'image'):
+            if have[field] != want[field]:
+                _drift(drift, '', obj, field, want[field], have[field])
+        if want['mode'] == 'replicated':
+            if have['replicas'] != want['replicas']:
+                _drift(drift, '', obj, 'replicas', want['replicas'], have['replicas'])
+            running = sum(have['tasks'].values())
+            if running != want['replicas']:
+                _drift(drift, '', obj, 'running', want['replicas'], running)
+        if have['ports'] != want['ports']:
+            _drift(drift, '', obj, 'ports', want['ports'], have['ports'])
+
+    for name, overlay in sorted(desired['overlays'].items()):
+        for host, member in sorted(overlay['members'].items()):
+            obj = f'overlay {name} on {host}'
+            if host not in reached:
+                _drift(drift, host, obj, 'reachable', True, False)
+                continue
+            have = actual['hosts'].get(host, {}).get('overlays', {}).get(name)
+            if not have or not have['device']:
+                _drift(drift, host, obj, 'device', overlay['device'], None)
+                continue
+            if have['vni'] != overlay['vni']:
+                _drift(drift, host, obj, 'vni', overlay['vni'], have['vni'])
+            if have['peers'] != member['peers']:
+                missing = sorted(set(member['peers']) - set(have['peers']))
+                extra = sorted(set(have['peers']) - set(member['peers']))
+                _drift(drift, host, obj, 'fdb', {'missing': missing}, {'extra': extra})
+            if overlay['encrypted'] and have['sas'] < 2 * len(member['peers']):
+                _drift(drift, host, obj, 'sas', 2 * len(member['peers']), have['sas'])
+    for host in sorted(reached):
+        if host in desired['nodes'] and not actual['hosts'].get(host, {}).get('mesh'):
+            _drift(drift, host, f'mesh on {host}', 'table', True, False)
+    return drift
+
+
+def table(drift):
+    """The report's lines: one per drift, 'object field: desired -> actual'."""
+    return [f"{d['object']} {d['field']}: desired {_text(d['desired'])}, actual {_text(d['actual'])}" for d in drift]
+
+
+def _text(value):
+    if isinstance(value, dict):
+        return ', '.join(f'{k} {_text(v)}' for k, v in value.items())
+    if isinstance(value, list):
+        return '[' + ', '.join(_text(v) for v in value) + ']'
+    if value is None:
+        return 'none'
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def report(plan, actual, reached):
+    """status.json: desired, actual, drift, and the drifted hosts and objects by name."""
+    desired = desired_state(plan)
+    have = actual_state(plan, actual)
+    drift = compare(desired, have, set(reached))
+    return {
+        'swarm': plan['name'],
+        'desired': desired,
+        'actual': have,
+        'drift': drift,
+        'lines': table(drift),
+        'drifted_hosts': sorted({d['host'] for d in drift if d['host']}),
+        'drifted_objects': sorted({d['object'] for d in drift}),
+    }
+
+
+def _q(*lines):
+    """A DOT string of one or more lines."""
+    return '"' + '\\n'.join(str(line).replace('\\', '\\\\').replace('"', '\\"') for line in lines) + '"'
+
+
+def dot(status):
+    """The topology as Graphviz DOT: nodes by role, overlays with their (encrypted) links, and the
+    services with their VIPs, published ports and task placement. Drift is drawn red."""
+    desired, actual = status['desired'], status['actual']
+    drifted = {d['object'] for d in status['drift']}
+    fdb_missing = {}
+    for d in status['drift']:
+        if d['field'] == 'fdb':
+            fdb_missing.setdefault(d['object'], set()).update(d['desired']['missing'])
+    lines = [
+        f'graph {_q("swarm " + desired["name"])} {{',
+        '  graph [rankdir=LR, fontname="Helvetica", label=' + _q(f'swarm {desired["name"]}: '
+                                                                  f'{len(status["drift"])} drift') + '];',
+        '  node [fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
+    underlay_of = {}
+    for overlay in desired['overlays'].values():
+        for host, member in overlay['members'].items():
+            underlay_of[member['underlay']] = host
+    for role in ('manager', 'worker'):
+        lines.append(f'  subgraph {_q("cluster_" + role + "s")} {{')
+        lines.append(f'    label={_q(role + "s")}; style=rounded; color=gray;')
+        for host, want in sorted(desired['nodes'].items()):
+            if want['role'] != role:
+                continue
+            have = actual['nodes'].get(host, {})
+            label = _q(host, have.get('addr') or '?', have.get('availability') or 'not a member')
+            color = 'red' if f'node {host}' in drifted else 'black'
+            shape = 'box3d' if role == 'manager' else 'box'
+            lines.append(f'    {_q("n:" + host)} [label={label}, shape={shape}, color={color}];')
+        lines.append('  }')
+    for name, overlay in sorted(desired['overlays'].items()):
+        hosts = sorted(overlay['members'])
+        style = 'bold' if overlay['encrypted'] else 'dashed'
+        what = f'{name} vni {overlay["vni"]}' + (' ESP' if overlay['encrypted'] else '')
+        for i, a in enumerate(hosts):
+            for b in hosts[i + 1:]:
+                broken = (overlay['members'][b]['underlay'] in fdb_missing.get(f'overlay {name} on {a}', ())
+                          or overlay['members'][a]['underlay'] in fdb_missing.get(f'overlay {name} on {b}', ()))
+                color = 'red' if broken else ('darkgreen' if overlay['encrypted'] else 'steelblue')
+                lines.append(f'  {_q("n:" + a)} -- {_q("n:" + b)} [label={_q(what)}, style={style}, color={color}];')
+    for name, want in sorted(desired['services'].items()):
+        have = actual['services'].get(name, {})
+        vips = 'VIP ' + ', '.join(want['vips']) if want['vips'] else 'no VIP'
+        ports = ', '.join(str(p) for p in want['ports']) or 'no port'
+        replicas = want['replicas'] if want['mode'] == 'replicated' else 'global'
+        label = _q(name, want['image'], f'{replicas} | {vips}', f'ports {ports}')
+        color = 'red' if f'service {name}' in drifted else 'black'
+        lines.append(f'  {_q("s:" + name)} [label={label}, shape=ellipse, color={color}];')
+        for host, count in sorted((have.get('tasks') or {}).items()):
+            tasks = f'{count} task' + ('s' if count > 1 else '')
+            lines.append(f'  {_q("s:" + name)} -- {_q("n:" + host)} [label={_q(tasks)}, color=gray40];')
+    lines.append('}')
+    return '\n'.join(lines) + '\n'

@@ -1,0 +1,174 @@
+"""The status report's pure parts: the drift comparison and the DOT picture (swarmfabric.status)."""
+
+import copy
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import REPO
+from swarmfabric.plan import build_plan, plain
+from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report
+
+SWARM = yaml.safe_load((REPO / 'molecule/default/group_vars/all/swarm.yml').read_text())['swarm']
+HOSTS = [f'sf-cp-node{i}' for i in range(1, 6)]
+ADDR = {h: f'172.31.78.1{i}' for i, h in enumerate(HOSTS, 1)}
+
+
+@pytest.fixture(scope='module')
+def plan():
+    return plain(build_plan(SWARM, {h: {'swarm_advertise_addr': a} for h, a in ADDR.items()}, []))
+
+
+def converged(plan):
+    """What status.yml reads from a cluster that is exactly as described."""
+    nodes = []
+    for host in HOSTS:
+        want = plan['nodes'][host]
+        labels = dict(want['labels'], **{'io.swarmfabric.host': host, 'io.swarmfabric.backends': '{}'})
+        nodes.append({'ID': f'id-{host}', 'Description': {'Hostname': f'c-{host}'},
+                      'Spec': {'Role': want['role'], 'Availability': want['availability'], 'Labels': labels},
+                      'Status': {'State': 'ready', 'Addr': ADDR[host]}})
+    services, tasks = [], []
+    for name, s in plan['services'].items():
+        mode = {'Replicated': {'Replicas': s['replicas']}} if s['mode'] == 'replicated' else {'Global': {}}
+        services.append({'ID': f'sid-{name}', 'Spec': {
+            'Name': name, 'Mode': mode,
+            'TaskTemplate': {'ContainerSpec': {'Image': s['image'] + '@sha256:0123'}}},
+            'Endpoint': {'Ports': [{'PublishedPort': p['published']} for p in s['publish']],
+                         'VirtualIPs': []}})
+        placed = HOSTS[:s['replicas']] if s['mode'] == 'replicated' else HOSTS
+        tasks += [{'ServiceID': f'sid-{name}', 'NodeID': f'id-{h}', 'Status': {'State': 'running'}} for h in placed]
+    hosts = {}
+    for host in HOSTS:
+        links, fdb = [], {}
+        for o in plan['overlays'].values():
+            links.append({'ifname': o['device'], 'linkinfo': {'info_kind': 'vxlan', 'info_data': {'id': o['vni']}}})
+            fdb[o['device']] = [{'mac': '00:00:00:00:00:00', 'dst': ADDR[p]} for p in HOSTS if p != host]
+            fdb[o['device']].append({'mac': '02:42:0a:14:00:05', 'dst': ADDR[host]})  # a learned entry
+        hosts[host] = {'links': links, 'fdb': fdb, 'sas': {}, 'mesh': True}
+    return {'nodes': nodes, 'services': services, 'tasks': tasks, 'hosts': hosts}
+
+
+def test_a_converged_cluster_has_no_drift(plan):
+    status = report(plan, converged(plan), HOSTS)
+    assert status['drift'] == []
+    assert status['lines'] == [] and status['drifted_hosts'] == [] and status['drifted_objects'] == []
+    assert status['actual']['nodes']['sf-cp-node4']['labels'] == {'zone': 'a', 'disk': 'ssd'}  # ours left out
+    assert status['actual']['services']['web']['image'] == 'swarmfabric/task:1'  # digest left out
+
+
+def test_a_deleted_fdb_entry_and_a_changed_label_are_named(plan):
+    actual = converged(plan)
+    fdb = actual['hosts']['sf-cp-node2']['fdb']['sf-appnet']
+    fdb.remove({'mac': '00:00:00:00:00:00', 'dst': ADDR['sf-cp-node1']})
+    actual['nodes'][3]['Spec']['Labels']['zone'] = 'c'
+    status = report(plan, actual, HOSTS)
+    assert status['drift'] == [
+        {'host': 'sf-cp-node4', 'object': 'node sf-cp-node4', 'field': 'labels.zone', 'desired': 'a', 'actual': 'c'},
+        {'host': 'sf-cp-node2', 'object': 'overlay appnet on sf-cp-node2', 'field': 'fdb',
+         'desired': {'missing': ['172.31.78.11']}, 'actual': {'extra': []}},
+    ]
+    assert status['drifted_hosts'] == ['sf-cp-node2', 'sf-cp-node4']
+    assert status['lines'] == [
+        'node sf-cp-node4 labels.zone: desired a, actual c',
+        'overlay appnet on sf-cp-node2 fdb: desired missing [172.31.78.11], actual extra []',
+    ]
+
+
+@pytest.mark.parametrize('mutate, expected', [
+    (lambda a: a['nodes'][2]['Spec'].update(Availability='active'),
+     ('node sf-cp-node3', 'availability', 'drain', 'active')),
+    (lambda a: a['nodes'][3]['Spec'].update(Role='manager'), ('node sf-cp-node4', 'role', 'worker', 'manager')),
+    (lambda a: a['nodes'][4]['Status'].update(State='down'), ('node sf-cp-node5', 'state', 'ready', 'down')),
+    (lambda a: a['nodes'][4]['Spec']['Labels'].pop('zone'), ('node sf-cp-node5', 'labels.zone', 'b', None)),
+    (lambda a: a['nodes'].pop(4), ('node sf-cp-node5', 'member', True, False)),
+    (lambda a: a['nodes'].append({'ID': 'x', 'Description': {'Hostname': 'stray'}, 'Spec': {}, 'Status': {}}),
+     ('node stray', 'member', False, True)),
+    (lambda a: a['services'][0]['Spec']['Mode']['Replicated'].update(Replicas=4), ('service web', 'replicas', 3, 4)),
+    (lambda a: a['tasks'].pop(0), ('service web', 'running', 3, 2)),
+    (lambda a: a['services'].pop(0), ('service web', 'exists', True, False)),
+    (lambda a: a['services'][0]['Spec']['TaskTemplate']['ContainerSpec'].update(Image='swarmfabric/task:2'),
+     ('service web', 'image', 'swarmfabric/task:1', 'swarmfabric/task:2')),
+    (lambda a: a['hosts']['sf-cp-node1'].update(links=[]),
+     ('overlay appnet on sf-cp-node1', 'device', 'sf-appnet', None)),
+    (lambda a: a['hosts']['sf-cp-node1']['links'][0]['linkinfo']['info_data'].update(id=301),
+     ('overlay appnet on sf-cp-node1', 'vni', 300, 301)),
+    (lambda a: a['hosts']['sf-cp-node3'].update(mesh=False), ('mesh on sf-cp-node3', 'table', True, False)),
+])
+def test_each_kind_of_drift_is_found_alone(plan, mutate, expected):
+    actual = converged(plan)
+    mutate(actual)
+    drift = report(plan, actual, HOSTS)['drift']
+    assert [(d['object'], d['field'], d['desired'], d['actual']) for d in drift] == [expected]
+
+
+def test_an_extra_fdb_peer_is_drift(plan):
+    actual = converged(plan)
+    actual['hosts']['sf-cp-node1']['fdb']['sf-appnet'].append({'mac': '00:00:00:00:00:00', 'dst': '172.31.78.99'})
+    (d,) = report(plan, actual, HOSTS)['drift']
+    assert (d['field'], d['desired'], d['actual']) == ('fdb', {'missing': []}, {'extra': ['172.31.78.99']})
+
+
+def test_an_unreachable_host_is_named_and_nothing_is_claimed_about_its_kernel(plan):
+    actual = converged(plan)
+    del actual['hosts']['sf-cp-node5']
+    drift = report(plan, actual, HOSTS[:4])['drift']
+    assert [(d['object'], d['field']) for d in drift] == [('overlay appnet on sf-cp-node5', 'reachable')]
+
+
+def test_an_encrypted_overlay_needs_two_sas_per_peer(plan):
+    encrypted = copy.deepcopy(plan)
+    encrypted['overlays']['appnet']['encrypted'] = True
+    actual = converged(encrypted)
+    for host in HOSTS:
+        actual['hosts'][host]['sas'] = {'appnet': [{'peer': ADDR[p], 'direction': d, 'epoch': 1}
+                                                   for p in HOSTS if p != host for d in ('in', 'out')]}
+    assert report(encrypted, actual, HOSTS)['drift'] == []
+    actual['hosts']['sf-cp-node2']['sas']['appnet'].pop()
+    drift = report(encrypted, actual, HOSTS)['drift']
+    assert [(d['object'], d['field'], d['desired'], d['actual']) for d in drift] == [
+        ('overlay appnet on sf-cp-node2', 'sas', 8, 7)]
+    assert report(encrypted, actual, HOSTS)['actual']['hosts']['sf-cp-node2']['overlays']['appnet']['epochs'] == [1]
+
+
+def test_fdb_peers_are_the_flood_entries_only():
+    assert fdb_peers([{'mac': '00:00:00:00:00:00', 'dst': '10.0.0.2'}, {'mac': '00:00:00:00:00:00', 'dst': '10.0.0.1'},
+                      {'mac': 'aa:bb:cc:dd:ee:ff', 'dst': '10.0.0.3'}, {'mac': '00:00:00:00:00:00'}]) == [
+        '10.0.0.1', '10.0.0.2']
+
+
+def test_compare_lists_the_desired_peers_of_every_member(plan):
+    desired = desired_state(plan)
+    members = desired['overlays']['appnet']['members']
+    assert members['sf-cp-node1']['peers'] == [ADDR[h] for h in HOSTS[1:]]
+    assert compare(desired, {'nodes': {}, 'services': {}, 'hosts': {}}, set())[0]['field'] == 'member'
+
+
+def test_the_picture_draws_roles_overlays_services_placement_and_drift(plan):
+    actual = converged(plan)
+    actual['hosts']['sf-cp-node2']['fdb']['sf-appnet'].remove({'mac': '00:00:00:00:00:00', 'dst': ADDR['sf-cp-node1']})
+    text = dot(report(plan, actual, HOSTS))
+    assert text.startswith('graph "swarm sfcp" {')
+    assert '"cluster_managers"' in text and '"cluster_workers"' in text
+    assert '"n:sf-cp-node1" [label="sf-cp-node1\\n172.31.78.11\\nactive", shape=box3d, color=black];' in text
+    assert '"n:sf-cp-node4" [label="sf-cp-node4\\n172.31.78.14\\nactive", shape=box, color=black];' in text
+    assert '"n:sf-cp-node1" -- "n:sf-cp-node2" [label="appnet vni 300", style=dashed, color=red];' in text
+    assert '"n:sf-cp-node1" -- "n:sf-cp-node3" [label="appnet vni 300", style=dashed, color=steelblue];' in text
+    vip = plan['services']['web']['vip']
+    assert f'"s:web" [label="web\\nswarmfabric/task:1\\n3 | VIP {vip}\\nports 8080", shape=ellipse' in text
+    assert '"s:web" -- "n:sf-cp-node1" [label="1 task", color=gray40];' in text
+    assert '"s:echo" [label="echo\\nswarmfabric/task:1\\nglobal | no VIP\\nports 8081"' in text
+    assert text.count(' -- ') == 10 + 3 + 5  # every overlay pair, web's and echo's tasks
+
+
+def test_labels_are_quoted_for_dot():
+    assert _q('a"b', 'c\\d') == '"a\\"b\\nc\\\\d"'
+
+
+@pytest.mark.skipif(shutil.which('dot') is None, reason='Graphviz (dot) is not installed')
+def test_graphviz_renders_the_picture(plan, tmp_path):
+    source = tmp_path / 'topology.dot'
+    source.write_text(dot(report(plan, converged(plan), HOSTS)))
+    svg = subprocess.run(['dot', '-Tsvg', str(source)], capture_output=True, text=True, check=True).stdout
+    assert '<svg' in svg and 'node5' in svg and 'web' in svg
