@@ -33,6 +33,11 @@ def swarm_status(plan, actual, reached):
         raise AnsibleFilterError(f'Cannot compare the swarm with its description: {exc!r}') from exc
 
 
+def swarm_status_table(status):
+    """The report's table of desired, actual and drift, one line per object."""
+    return _status.summary(_plain(status))
+
+
 def swarm_status_dot(status):
     """The report as Graphviz DOT text."""
     return _status.dot(_plain(status))
@@ -40,4 +45,5 @@ def swarm_status_dot(status):
 
 class FilterModule:
     def filters(self):
-        return {'swarm_status': swarm_status, 'swarm_status_dot': swarm_status_dot}
+        return {'swarm_status': swarm_status, 'swarm_status_table': swarm_status_table,
+                'swarm_status_dot': swarm_status_dot}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO
 from swarmfabric.plan import build_plan, plain
-from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report
+from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report, summary
 
 SWARM = yaml.safe_load((REPO / 'molecule/default/group_vars/all/swarm.yml').read_text())['swarm']
 HOSTS = [f'sf-cp-node{i}' for i in range(1, 6)]
@@ -35,8 +35,8 @@ def converged(plan):
         services.append({'ID': f'sid-{name}', 'Spec': {
             'Name': name, 'Mode': mode,
             'TaskTemplate': {'ContainerSpec': {'Image': s['image'] + '@sha256:0123'}}},
-            'Endpoint': {'Ports': [{'PublishedPort': p['published']} for p in s['publish']],
-                         'VirtualIPs': []}})
+            'Endpoint': {'Ports': [] if s['overlays'] else [{'PublishedPort': p['published']} for p in s['publish']],
+                         'VirtualIPs': [{'Addr': '10.0.0.5/24'}]}})  # Docker's ingress VIP, not the mesh's
         placed = HOSTS[:s['replicas']] if s['mode'] == 'replicated' else HOSTS
         tasks += [{'ServiceID': f'sid-{name}', 'NodeID': f'id-{h}', 'Status': {'State': 'running'}} for h in placed]
     hosts = {}
@@ -95,6 +95,9 @@ def test_a_deleted_fdb_entry_and_a_changed_label_are_named(plan):
     (lambda a: a['hosts']['sf-cp-node1']['links'][0]['linkinfo']['info_data'].update(id=301),
      ('overlay appnet on sf-cp-node1', 'vni', 300, 301)),
     (lambda a: a['hosts']['sf-cp-node3'].update(mesh=False), ('mesh on sf-cp-node3', 'table', True, False)),
+    (lambda a: a['services'][1]['Endpoint'].update(Ports=[]), ('service echo', 'ports', [8081], [])),
+    (lambda a: a['services'][0]['Endpoint'].update(Ports=[{'PublishedPort': 8080}]),
+     ('service web', 'ports', [], [8080])),
 ])
 def test_each_kind_of_drift_is_found_alone(plan, mutate, expected):
     actual = converged(plan)
@@ -172,3 +175,25 @@ def test_graphviz_renders_the_picture(plan, tmp_path):
     source.write_text(dot(report(plan, converged(plan), HOSTS)))
     svg = subprocess.run(['dot', '-Tsvg', str(source)], capture_output=True, text=True, check=True).stdout
     assert '<svg' in svg and 'node5' in svg and 'web' in svg
+
+
+def test_the_table_has_a_row_per_object_with_its_drift(plan):
+    actual = converged(plan)
+    actual['nodes'][3]['Spec']['Labels']['zone'] = 'c'
+    rows = summary(report(plan, actual, HOSTS))
+    assert rows[0].split() == ['object', 'desired', 'actual', 'drift']
+    assert len(rows) == 1 + 5 + 2 + 5
+    (node4,) = [r for r in rows if r.startswith('node sf-cp-node4')]
+    assert node4.split() == ['node', 'sf-cp-node4', 'worker', 'active', 'zone', 'a,', 'disk', 'ssd',
+                             'worker', 'active', 'ready', 'zone', 'c,', 'disk', 'ssd', 'labels.zone']
+    (web,) = [r for r in rows if r.startswith('service web')]
+    assert web.split()[-4:] == ['3', '(3', 'running)', '-']
+
+
+def test_without_a_vip_or_a_published_port_no_mesh_is_expected(plan):
+    bare = copy.deepcopy(plan)
+    for service in bare['services'].values():
+        service['vip'], service['publish'] = None, []
+    actual = converged(bare)
+    actual['hosts']['sf-cp-node1']['mesh'] = False
+    assert report(bare, actual, HOSTS)['drift'] == []

@@ -132,6 +132,8 @@ def desired_state(plan):
             'vips': [s['vip']] if s.get('vip') else [],
             'ports': sorted(p['published'] for p in s.get('publish') or []),
         }
+        # The mesh publishes the ports of services on the fabric; Docker publishes the others.
+        services[name]['docker_ports'] = [] if s.get('overlays') else services[name]['ports']
     overlays = {}
     for name, o in plan['overlays'].items():
         members = o['members']
@@ -141,7 +143,9 @@ def desired_state(plan):
                                'peers': sorted(members[p]['underlay'] for p in members if p != host)}
                         for host, m in members.items()},
         }
-    return {'name': plan['name'], 'nodes': nodes, 'services': services, 'overlays': overlays}
+    # The mesh layer has rules to apply only for services with a VIP or a published port.
+    mesh = any(s['vips'] or s['ports'] for s in services.values())
+    return {'name': plan['name'], 'nodes': nodes, 'services': services, 'overlays': overlays, 'mesh': mesh}
 
 
 def _drift(out, host, obj, field, desired, actual):
@@ -188,8 +192,8 @@ def compare(desired, actual, reached):
             running = sum(have['tasks'].values())
             if running != want['replicas']:
                 _drift(drift, '', obj, 'running', want['replicas'], running)
-        if have['ports'] != want['ports']:
-            _drift(drift, '', obj, 'ports', want['ports'], have['ports'])
+        if have['ports'] != want['docker_ports']:
+            _drift(drift, '', obj, 'ports', want['docker_ports'], have['ports'])
 
     for name, overlay in sorted(desired['overlays'].items()):
         for host, member in sorted(overlay['members'].items()):
@@ -210,7 +214,7 @@ def compare(desired, actual, reached):
             if overlay['encrypted'] and have['sas'] < 2 * len(member['peers']):
                 _drift(drift, host, obj, 'sas', 2 * len(member['peers']), have['sas'])
     for host in sorted(reached):
-        if host in desired['nodes'] and not actual['hosts'].get(host, {}).get('mesh'):
+        if desired['mesh'] and host in desired['nodes'] and not actual['hosts'].get(host, {}).get('mesh'):
             _drift(drift, host, f'mesh on {host}', 'table', True, False)
     return drift
 
@@ -218,6 +222,37 @@ def compare(desired, actual, reached):
 def table(drift):
     """The report's lines: one per drift, 'object field: desired -> actual'."""
     return [f"{d['object']} {d['field']}: desired {_text(d['desired'])}, actual {_text(d['actual'])}" for d in drift]
+
+
+def summary(status):
+    """The table: one row per node, service and overlay member, desired | actual | drift."""
+    desired, actual = status['desired'], status['actual']
+    drifted = {}
+    for d in status['drift']:
+        drifted.setdefault(d['object'], []).append(d['field'])
+    rows = [('object', 'desired', 'actual', 'drift')]
+    for host, want in sorted(desired['nodes'].items()):
+        have = actual['nodes'].get(host)
+        got = f"{have['role']} {have['availability']} {have['state']} {_text(have['labels'])}" if have else 'absent'
+        rows.append((f'node {host}', f"{want['role']} {want['availability']} {_text(want['labels'])}", got,
+                     ', '.join(drifted.get(f'node {host}', [])) or '-'))
+    for name, want in sorted(desired['services'].items()):
+        have = actual['services'].get(name)
+        count = want['replicas'] if want['mode'] == 'replicated' else 'global'
+        got = 'absent'
+        if have:
+            scale = have['replicas'] if have['mode'] == 'replicated' else 'global'
+            got = f"{scale} ({sum(have['tasks'].values())} running)"
+        rows.append((f'service {name}', f"{count} {want['image']}", got,
+                     ', '.join(drifted.get(f'service {name}', [])) or '-'))
+    for name, overlay in sorted(desired['overlays'].items()):
+        for host, member in sorted(overlay['members'].items()):
+            obj = f'overlay {name} on {host}'
+            have = actual['hosts'].get(host, {}).get('overlays', {}).get(name)
+            got = f"{len(have['peers'])} peers, {have['sas']} SAs" if have and have['device'] else 'no device'
+            rows.append((obj, f"{len(member['peers'])} peers", got, ', '.join(drifted.get(obj, [])) or '-'))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
+    return [f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}' for r in rows]
 
 
 def _text(value):
