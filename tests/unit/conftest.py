@@ -10,6 +10,7 @@ the real client builds every URL, query and JSON body the tests assert on.
 """
 
 import copy
+import functools
 import importlib.util
 import json
 import pathlib
@@ -183,41 +184,41 @@ class Done:
         return self.result.get("changed")
 
 
+def run_main(monkeypatch, mod, params, check=False, diff=False, commands=(), docker=None, missing=()):
+    """One main() of ``mod`` with ``params``; ``missing`` names programs get_bin_path does not find."""
+    commands = commands if isinstance(commands, Commands) else Commands(commands)
+    docker = docker if docker is not None else Docker()
+    done = Done(commands, docker)
+
+    def finish(failed):
+        def record(self, msg=None, **kwargs):
+            done.result, done.failed = dict(kwargs), failed
+            if msg is not None:
+                done.result["msg"] = msg
+            raise Exited
+        return record
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        if name in missing:
+            if required:
+                self.fail_json(msg=f"Failed to find required executable {name}")
+            return None
+        return f"/usr/sbin/{name}"
+
+    monkeypatch.setattr(AnsibleModule, "exit_json", finish(False))
+    monkeypatch.setattr(AnsibleModule, "fail_json", finish(True))
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, text: done.warnings.append(text))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", get_bin_path)
+    monkeypatch.setattr(AnsibleModule, "run_command",
+                        lambda self, argv, data=None, binary_data=False, **kw: commands(argv, data))
+    monkeypatch.setattr(docker_api, "_UnixHTTPConnection", docker.connection)
+    args = {"_ansible_check_mode": check, "_ansible_diff": diff, **params}
+    with patch_module_args(args), pytest.raises(Exited):
+        mod.main()
+    return done
+
+
 @pytest.fixture
 def run_module(monkeypatch):
-    """run_module(mod, params, check=False, diff=False, commands=(), docker=None, missing=())
-    -> Done. ``missing`` names programs get_bin_path does not find."""
-
-    def run(mod, params, check=False, diff=False, commands=(), docker=None, missing=()):
-        commands = commands if isinstance(commands, Commands) else Commands(commands)
-        docker = docker if docker is not None else Docker()
-        done = Done(commands, docker)
-
-        def finish(failed):
-            def record(self, msg=None, **kwargs):
-                done.result, done.failed = dict(kwargs), failed
-                if msg is not None:
-                    done.result["msg"] = msg
-                raise Exited
-            return record
-
-        def get_bin_path(self, name, required=False, opt_dirs=None):
-            if name in missing:
-                if required:
-                    self.fail_json(msg=f"Failed to find required executable {name}")
-                return None
-            return f"/usr/sbin/{name}"
-
-        monkeypatch.setattr(AnsibleModule, "exit_json", finish(False))
-        monkeypatch.setattr(AnsibleModule, "fail_json", finish(True))
-        monkeypatch.setattr(AnsibleModule, "warn", lambda self, text: done.warnings.append(text))
-        monkeypatch.setattr(AnsibleModule, "get_bin_path", get_bin_path)
-        monkeypatch.setattr(AnsibleModule, "run_command",
-                            lambda self, argv, data=None, binary_data=False, **kw: commands(argv, data))
-        monkeypatch.setattr(docker_api, "_UnixHTTPConnection", docker.connection)
-        args = {"_ansible_check_mode": check, "_ansible_diff": diff, **params}
-        with patch_module_args(args), pytest.raises(Exited):
-            mod.main()
-        return done
-
-    return run
+    """run_module(mod, params, check=False, diff=False, commands=(), docker=None, missing=()) -> Done."""
+    return functools.partial(run_main, monkeypatch)

@@ -6,8 +6,7 @@ import pathlib
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
-from conftest import load_module
+from conftest import Docker, Status, load_module, run_main
 
 mod = load_module("swarm_network")
 netgen = mod.netgen
@@ -46,42 +45,32 @@ def task(net_id, state="running"):
             "NetworksAttachments": [{"Network": {"ID": net_id}}]}
 
 
-class Exited(Exception):
-    pass
-
-
-class API:
-    """GET answers by path (a list is consumed one answer per call); every call recorded."""
+class API(Docker):
+    """The daemon at its socket: GET answers by path (a list of Seq is consumed one answer per call),
+    errors by (method, path); ``log`` is every request as (method, path, body, query)."""
 
     def __init__(self, answers, errors=None):
-        self.answers = answers
+        super().__init__()
+        answers.setdefault(("GET", "/version"), self.answers[("GET", "/version")])
+        self.answers = answers  # the tests change it between runs
         self.errors = errors or {}
-        self.calls = []
 
-    def _answer(self, method, path):
+    def respond(self, method, path, query, body):
         error = self.errors.get((method, path))
         if error is not None:
-            raise error
+            return Status(error.status or 500, error.message)
         answer = self.answers.get((method, path), self.answers.get(path) if method == "GET" else {})
         if isinstance(answer, list) and answer and isinstance(answer[0], Seq):
             return copy.deepcopy(answer.pop(0).value if len(answer) > 1 else answer[0].value)
         return copy.deepcopy(answer)
 
-    def get(self, path, query=None):
-        self.calls.append(("GET", path, None, query))
-        return self._answer("GET", path)
-
-    def post(self, path, body=None, query=None):
-        self.calls.append(("POST", path, copy.deepcopy(body), query))
-        return self._answer("POST", path)
-
-    def delete(self, path, query=None):
-        self.calls.append(("DELETE", path, None, query))
-        return self._answer("DELETE", path)
+    @property
+    def log(self):
+        return [(method, path, body, query) for method, path, query, body in self.calls]
 
     @property
     def writes(self):
-        return [c for c in self.calls if c[0] != "GET"]
+        return [c for c in self.log if c[0] != "GET"]
 
 
 class Seq:
@@ -92,33 +81,12 @@ class Seq:
 
 
 def run(monkeypatch, api, check_mode=False, diff=False, **params):
-    """main() with AnsibleModule's parsing kept and its exit replaced."""
-    real = mod.AnsibleModule
-    box = {}
-
-    class Module(real):
-        def __init__(self, **kwargs):
-            real.__init__(self, **kwargs)
-            self.check_mode = check_mode
-            self._diff = diff
-
-        def exit_json(self, **kwargs):
-            box.update(kwargs, failed=False)
-            raise Exited
-
-        def fail_json(self, msg, **kwargs):
-            box.update(kwargs, failed=True, msg=msg)
-            raise Exited
-
-        def warn(self, warning):
-            box.setdefault("warnings", []).append(warning)
-
-    args = {"_ansible_check_mode": check_mode, "_ansible_diff": diff, **params}
-    monkeypatch.setattr(mod, "AnsibleModule", Module)
-    monkeypatch.setattr(mod, "DockerAPI", lambda socket: api)
+    """main() with AnsibleModule's parsing kept; the result, with failed (and warnings)."""
     monkeypatch.setattr(mod.time, "sleep", lambda seconds: None)
-    with patch_module_args(args), pytest.raises(Exited):
-        mod.main()
+    done = run_main(monkeypatch, mod, params, check=check_mode, diff=diff, docker=api)
+    box = dict(done.result, failed=done.failed)
+    if done.warnings:
+        box["warnings"] = done.warnings
     return box
 
 
@@ -185,7 +153,7 @@ def test_query_finds_the_current_generation_stale_and_writes_nothing(monkeypatch
     out = run(monkeypatch, api, name="appnet", kind="config", state="query", generation=0, **CONFIG)
     assert (out["exists"], out["stale"], out["changed"]) == (True, True, False)
     assert out["network"]["ip_range"] == "10.20.5.0/24"
-    assert api.calls == [("GET", "/networks", None, None)]
+    assert api.log == [("GET", "/networks", None, None)]
 
 
 @pytest.mark.parametrize("live", [[], [config_net("appnet-config")]])
@@ -252,7 +220,7 @@ def test_swarm_query_on_a_new_cluster_is_generation_zero(monkeypatch):
 def test_converged_swarm_network_reads_once_and_changes_nothing(monkeypatch):
     api = API({"/networks": [swarm_net("appnet", "appnet-config")]})
     out = run(monkeypatch, api, name="appnet", kind="swarm")
-    assert not out["changed"] and out["moved"] == [] and api.calls == [("GET", "/networks", None, None)]
+    assert not out["changed"] and out["moved"] == [] and api.log == [("GET", "/networks", None, None)]
 
 
 def moving_api(update=None):
@@ -281,14 +249,14 @@ def test_a_new_generation_moves_each_service_with_one_update_then_removes_the_ol
         "Name": "appnet-1", "Driver": "macvlan", "Scope": "swarm", "Attachable": True,
         "ConfigFrom": {"Network": "appnet-config-1"}, "CheckDuplicate": True}, None)
     want = service("web", ["id-new"], update=dict(update, FailureAction="continue"))["Spec"]
-    assert move == ("POST", "/services/sid-web/update", want, {"version": 7})
+    assert move == ("POST", "/services/sid-web/update", want, {"version": "7"})
     # The service's own rolling update, past the one rejection per node; then its own failure action again.
     assert restore == ("POST", "/services/sid-web/update", service("web", ["id-new"], update=update)["Spec"],
-                       {"version": 9})
+                       {"version": "9"})
     assert remove == ("DELETE", "/networks/id-appnet", None, None)
     # The old network goes only after the update completed with every task on the new one.
-    assert api.calls.index(remove) > max(i for i, c in enumerate(api.calls) if c[1] == "/tasks")
-    assert sum(1 for c in api.calls if c[1] == "/services/sid-web") == 3
+    assert api.log.index(remove) > max(i for i, c in enumerate(api.log) if c[1] == "/tasks")
+    assert sum(1 for c in api.log if c[1] == "/services/sid-web") == 3
 
 
 def test_check_mode_predicts_the_move_and_writes_nothing(monkeypatch):
