@@ -94,7 +94,7 @@ options:
   ipvs_timeouts:
     description: IPVS idle timeouts in seconds (C(ipvsadm --set tcp tcpfin udp)). IPVS backend only.
     type: dict
-    default: {tcp: 900, tcpfin: 120, udp: 300}
+    default: {tcp: 7500, tcpfin: 120, udp: 300}
   drain_seconds:
     description: Seconds between weighting removed real servers to 0 and deleting them.
     type: int
@@ -171,6 +171,7 @@ import time
 from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric.constants import IPVS_KERNEL_TIMEOUTS, IPVS_TIMEOUT_KEYS, IPVS_TIMEOUTS
 from ansible.module_utils.swarmfabric.kernelcaps import kernel_module_state, module_usable
 from ansible.module_utils.swarmfabric.module import Change, CommandError, Runner
 from ansible.module_utils.swarmfabric.nft import (
@@ -197,13 +198,14 @@ from ansible.module_utils.swarmfabric.ruleset import (
     parse_ipvs_strict,
 )
 
-TIMEOUT_KEYS = ("tcp", "tcpfin", "udp")
-DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
+# The IPVS timeouts are defined once, in module_utils/swarmfabric/constants.py.
+TIMEOUT_KEYS = IPVS_TIMEOUT_KEYS
+DEFAULT_TIMEOUTS = IPVS_TIMEOUTS
 # What a freshly loaded ip_vs has: check mode predicts from these when the
 # module is not loaded yet (reading them through ipvsadm would load it).
 KERNEL_SYSCTLS = {"net.ipv4.vs.conn_reuse_mode": "1", "net.ipv4.vs.expire_nodest_conn": "0",
                   "net.ipv4.vs.conntrack": "0"}
-KERNEL_TIMEOUTS = [900, 120, 300]
+KERNEL_TIMEOUTS = [IPVS_KERNEL_TIMEOUTS[k] for k in IPVS_TIMEOUT_KEYS]
 PROC_IPVS = "/proc/net/ip_vs"
 MESH_TABLE = ("ip", "swarmfabric_mesh")
 ARP_TABLE = ("netdev", "swarmfabric_mesh_arp")

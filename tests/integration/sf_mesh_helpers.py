@@ -39,7 +39,30 @@ def new_ns(tag):
     return name
 
 
+def health_vars(ns):
+    """Role variables that keep a namespace's health responder (roles/mesh)
+    apart: its program, state and supervisor under /tmp, per namespace."""
+    base = pathlib.Path(tempfile.gettempdir()) / f"sf-mesh-health-{ns}"
+    return {"mesh_health_dir": str(base), "mesh_health_program": str(base / "bin" / "mesh_health.py")}
+
+
+def stop_health(ns):
+    """Stop the supervisor (and so the responder) that roles/mesh started for `ns`, by its pid."""
+    base = pathlib.Path(health_vars(ns)["mesh_health_dir"])
+    pidfile = base / "mesh-health.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text().split()[0])
+        try:
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+            if str(base).encode() in cmdline:
+                os.kill(pid, 15)
+        except (OSError, ValueError):
+            pass
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def del_ns(name):
+    stop_health(name)
     sh("ip", "netns", "del", name, check=False)
 
 
@@ -81,7 +104,7 @@ def play(ns, plan, backends, check=False, env=None, playbook=MESH_PLAY):
     with tempfile.TemporaryDirectory(prefix="sf-mesh-play-") as tmp:
         (pathlib.Path(tmp) / "play.yml").write_text(playbook)
         (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
-            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends}))
+            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends, **health_vars(ns)}))
         environ = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
                    **(env or {})}
@@ -97,20 +120,26 @@ def play(ns, plan, backends, check=False, env=None, playbook=MESH_PLAY):
     return out["stats"]["node1"], tasks
 
 
+def changed(tasks):
+    """The role's tasks that changed something, by name (without the role prefix)."""
+    return sorted(name.split(" : ", 1)[-1] for name, r in tasks.items() if r.get("changed"))
+
+
+HEALTH_STATE_TASK = "What this node serves, for the health responder"
+
+
 def mesh_result(tasks):
     return next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
 
 
-SHIM = """#!/bin/sh
-# Counts every call of the mesh's tools; the calls numbered in SF_SHIM_FAIL fail without running.
-n=$(( $(cat "$SF_SHIM_DIR/count" 2>/dev/null || echo 0) + 1 ))
-echo "$n" >"$SF_SHIM_DIR/count"
-echo "$n {tool} $*" >>"$SF_SHIM_DIR/log"
-for f in $SF_SHIM_FAIL; do
-  if [ "$f" = "$n" ]; then echo "injected failure in call $n ({tool})" >&2; exit 1; fi
-done
-exec {real} "$@"
-"""
+# The one call-counting shim (also used by the kernel lab's test_mesh_atomic).
+SHIM_FILE = ROOT / "tests" / "integration" / "sf_mesh_shim.sh"
+
+
+def shim_script(tool, real):
+    return SHIM_FILE.read_text().replace("{tool}", tool).replace("{real}", real)
+
+
 SHIM_TOOLS = ("nft", "ip", "iptables-save", "iptables-restore", "ipvsadm", "ipvsadm-restore", "modprobe")
 
 
@@ -123,7 +152,7 @@ class Shim:
             real = shutil.which(tool, path="/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin")
             if real:
                 path = self.dir / tool
-                path.write_text(SHIM.format(tool=tool, real=real))
+                path.write_text(shim_script(tool, real))
                 path.chmod(0o755)
 
     def env(self, fail=()):

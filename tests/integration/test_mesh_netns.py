@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import pytest
-from sf_mesh_helpers import ROOT, SWARM, del_ns, new_ns, ruleset, sh
+from sf_mesh_helpers import HEALTH_STATE_TASK, ROOT, SWARM, changed, del_ns, health_vars, new_ns, ruleset, sh
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from swarmfabric.plan import build_plan
@@ -70,7 +70,7 @@ def converge(lab, backends, check=False):
     with tempfile.TemporaryDirectory(prefix="sf-mesh-play-") as tmp:
         (pathlib.Path(tmp) / "play.yml").write_text(PLAYBOOK)
         (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
-            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends}))
+            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends, **health_vars(lab["node"])}))
         env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"}
         argv = ["ip", "netns", "exec", lab["node"], str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
@@ -92,7 +92,7 @@ def curl(lab, url, ns="cli", times=6):
 def test_mesh_answers_and_converges(lab):
     web = {"web": ["10.20.50.5", "10.20.60.5"]}
     stats, tasks = converge(lab, web)
-    assert stats["failures"] == 0 and stats["changed"] == 1, tasks
+    assert stats["failures"] == 0 and "Apply the mesh ruleset" in changed(tasks), tasks
     # Published port through the node, from a client namespace: both backends answer, HTTP 200.
     answers = curl(lab, "http://192.168.77.1:8080/")
     assert all(a.endswith("200") for a in answers), answers
@@ -118,16 +118,16 @@ def test_mesh_answers_and_converges(lab):
     assert curl(lab, "http://192.168.77.1:8080/", times=1) == ["000"]
     stats, tasks = converge(lab, web)
     result = next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
-    assert stats["changed"] == 1 and result["actions"] == ["replaced iptables chains SF-MESH-FWD"], result
+    assert stats["changed"] == 1 and result["actions"] == ["replaced iptables chains SF-MESH-FWD, SF-MESH-IN"], result
     assert all(a.endswith("200") for a in curl(lab, "http://192.168.77.1:8080/", times=2))
 
     # One backend goes away: a small delta, then only srv1 answers, then a no-op.
     before = ruleset(lab["node"])
     stats, tasks = converge(lab, {"web": ["10.20.50.5"]}, check=True)
-    assert stats["changed"] == 1 and ruleset(lab["node"]) == before
+    assert changed(tasks) == ["Apply the mesh ruleset", HEALTH_STATE_TASK] and ruleset(lab["node"]) == before
     stats, tasks = converge(lab, {"web": ["10.20.50.5"]})
     result = next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
-    assert result["actions"] == ["replaced the 2 rules of chain svc-web-tcp-80"]
+    assert result["actions"] == ["replaced the 3 rules of chain svc-web-tcp-80"]
     assert {a.split()[0] for a in curl(lab, "http://192.168.77.1:8080/")} == {"srv1"}
     assert converge(lab, {"web": ["10.20.50.5"]})[0]["changed"] == 0
 

@@ -60,12 +60,14 @@ def test_lab_plan_follows_the_contract():
                           'address': f'10.20.{slot}.1', 'range': f'10.20.{slot}.0/24'}
     web = plan['services']['web']
     assert web['mode'] == 'replicated' and web['replicas'] == 3 and web['endpoint_mode'] == 'vip'
-    assert web['publish'] == [{'published': 8080, 'target': 80, 'protocol': 'tcp', 'mode': 'ingress'}]
+    assert web['publish'] == [{'published': 8080, 'target': 80, 'protocol': 'tcp', 'mode': 'ingress',
+                               'traffic_policy': 'cluster'}]
     assert web['backends'] == [] and web['update'] == {'parallelism': 1, 'delay': '5s'}
     assert ipaddress.IPv4Address(web['vip']) in ipaddress.IPv4Network('10.20.255.0/24')
     assert web['fwmark'] & 0xFFFF0000 == FWMARK_BASE
-    assert plan['mesh'] == {'backend': 'auto', 'scheduler': 'rr', 'preserve_client_ip': False,
-                            'ipvs_timeouts': {'tcp': 900, 'tcpfin': 120, 'udp': 300}}
+    assert plan['mesh'] == {'backend': 'auto', 'scheduler': 'rr', 'health_port': 10256,
+                            'ipvs_timeouts': {'tcp': 7500, 'tcpfin': 120, 'udp': 300},
+                            'conntrack_timeouts': {'tcp_established': 86400}}
 
 
 def test_host_view_follows_the_contract():

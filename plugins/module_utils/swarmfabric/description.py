@@ -28,6 +28,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
+from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT, TRAFFIC_POLICIES
 from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips
 
 # ---------------------------------------------------------------- schema
@@ -117,6 +118,7 @@ SERVICE = _obj({
         'target': PORT,
         'protocol': _enum('tcp', 'udp'),
         'mode': _enum('ingress', 'host'),
+        'traffic_policy': _enum(*TRAFFIC_POLICIES),
     }, required=['published'])),
     'backends': _list({'type': 'string'}, minItems=1, uniqueItems=True),
     'update': _obj({
@@ -129,6 +131,9 @@ MESH = _obj({
     'backend': _enum('auto', 'ipvs', 'nftables'),
     'scheduler': _enum('rr', 'wrr', 'lc', 'sh', 'mh'),
     'ipvs_timeouts': _obj({'tcp': _int(1, 86400), 'tcpfin': _int(1, 86400), 'udp': _int(1, 86400)}),
+    'conntrack_timeouts': _obj({'tcp_established': _int(1, 30 * 86400)}),
+    'health_port': PORT,
+    # Retired: the client's address is kept per published port (traffic_policy).
     'preserve_client_ip': BOOL,
 })
 
@@ -865,6 +870,12 @@ def _check_services(swarm, geometries, report):
     for overlay in _dict(swarm.get('overlays')).values():
         if isinstance(overlay, dict) and _is_int(overlay.get('port', 4789)):
             ports[(overlay.get('port', 4789), 'udp')] = 'the VXLAN data path'
+    health = _dict(swarm.get('mesh')).get('health_port', HEALTH_PORT)
+    if _is_int(health) and 1 <= health <= 65535:
+        if (health, 'tcp') in _RESERVED:
+            report.add(f'swarm.mesh.health_port: {health} is reserved for {_RESERVED[(health, "tcp")]}')
+        else:
+            ports[(health, 'tcp')] = 'the mesh health endpoint (swarm.mesh.health_port)'
     wanted = {name: {} for name in geometries}
     for name, service in sorted(_dict(swarm.get('services')).items()):
         if not isinstance(service, dict):
@@ -894,9 +905,17 @@ def _check_services(swarm, geometries, report):
             if vip is not None or 'vip' not in service:
                 wanted[overlay_names[0]][name] = vip
         dnsrr = service.get('endpoint_mode') == 'dnsrr'
+        endpoints = set()
         for i, port in _strings(service.get('publish')):
             if not isinstance(port, dict):
                 continue
+            if 'traffic_policy' in port and port.get('mode', 'ingress') == 'host':
+                policy = port['traffic_policy']
+                shown = policy if policy in TRAFFIC_POLICIES else show(policy)
+                report.add(f'{where}.publish[{i}].traffic_policy: {shown} is only allowed with '
+                           'mode ingress (a mode host port serves only the tasks of the node it is published on and '
+                           'always keeps the client address); remove traffic_policy or use mode: ingress')
+            endpoints.add((port.get('protocol', 'tcp'), str(port.get('target', port.get('published')))))
             if dnsrr and port.get('mode', 'ingress') == 'ingress':
                 shown = 'ingress' if 'mode' in port else 'ingress (the default)'
                 report.add(f'{where}.publish[{i}].mode: {shown} is not allowed with endpoint_mode dnsrr '
@@ -910,6 +929,9 @@ def _check_services(swarm, geometries, report):
             elif key in _RESERVED:
                 report.add(f'{label} is reserved for {_RESERVED[key]}')
             ports.setdefault(key, f'service {name}')
+        if len(endpoints) > FWMARK_ENDPOINT_MAX + 1:
+            report.add(f'{where}.publish: {len(endpoints)} distinct (protocol, target) pairs is more than the '
+                       f'{FWMARK_ENDPOINT_MAX + 1} the mesh can mark per service')
     for overlay, services in wanted.items():
         for line in allocate_vips(overlay, services, geometries[overlay])[1]:
             report.add(line)
@@ -977,6 +999,7 @@ def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     _check_services(swarm, geometries, report)
     _check_misread_numbers(swarm, report)
     if _dict(swarm.get('mesh')).get('preserve_client_ip') is True:
-        report.add('swarm.mesh.preserve_client_ip: true is not supported yet: the mesh uses NAT mode, '
-                   'which replaces the client source address, as Docker\'s routing mesh does')
+        report.add('swarm.mesh.preserve_client_ip: true is retired: the client address is kept per published '
+                   'port; set traffic_policy: local on the swarm.services.<name>.publish entries that need it '
+                   '(only nodes with a task of the service answer there; docs/mesh.md)')
     return report.lines()

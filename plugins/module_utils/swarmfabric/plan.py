@@ -13,12 +13,8 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 
-# Marks live under their own top byte so that they never meet Docker's small
-# ingress marks; the low 16 bits come from the service name.
-FWMARK_BASE = 0x5F000000
-FWMARK_BITS = 16
-
-MESH_TIMEOUTS = {'tcp': 900, 'tcpfin': 120, 'udp': 300}
+# Marks, timeouts and the health port of the mesh: constants.py (one place).
+from .constants import CONNTRACK_TIMEOUTS, FWMARK_BASE, FWMARK_BITS, HEALTH_PORT, IPVS_TIMEOUTS
 
 
 class PlanError(Exception):
@@ -196,8 +192,9 @@ def normalize(swarm):
         'mesh': {
             'backend': mesh.get('backend', 'auto'),
             'scheduler': mesh.get('scheduler', 'rr'),
-            'ipvs_timeouts': {**MESH_TIMEOUTS, **(mesh.get('ipvs_timeouts') or {})},
-            'preserve_client_ip': mesh.get('preserve_client_ip', False),
+            'ipvs_timeouts': {**IPVS_TIMEOUTS, **(mesh.get('ipvs_timeouts') or {})},
+            'conntrack_timeouts': {**CONNTRACK_TIMEOUTS, **(mesh.get('conntrack_timeouts') or {})},
+            'health_port': mesh.get('health_port', HEALTH_PORT),
         },
     }
 
@@ -220,6 +217,9 @@ def _normalize_service(service):
                 'target': port.get('target', port['published']),
                 'protocol': port.get('protocol', 'tcp'),
                 'mode': port.get('mode', 'ingress'),
+                # Meaningless for mode host (always local); the validator refuses it there.
+                'traffic_policy': port.get('traffic_policy', 'cluster') if port.get('mode', 'ingress') == 'ingress'
+                else 'local',
             }
             for port in service.get('publish') or []
         ],

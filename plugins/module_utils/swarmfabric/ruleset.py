@@ -11,21 +11,34 @@ restore files that mesh_ruleset applies.
 import ipaddress
 import re
 
-# fwmark layout (plan.py): 0x5F in the top byte, 16 bits from the service
-# name. Bits 16..23 number the (protocol, port) endpoints of one service, so
-# every IPVS virtual service has its own mark.
-FWMARK_MASK = 0xFF000000
-FWMARK_TOP = 0x5F000000
-# Connections the mesh DNATs carry this conntrack mark bit: the masquerade
-# and the FORWARD accept (SF-MESH-FWD) match it.
-MASQ_BIT = 0x00004000
+from .constants import (
+    CONNTRACK_TIMEOUT_OBJECT,
+    CONNTRACK_TIMEOUTS,
+    FWMARK_BASE,
+    FWMARK_ENDPOINT_SHIFT,
+    FWMARK_MASK,
+    HEALTH_PORT,
+    KERNEL_CONNTRACK_TIMEOUTS,
+    LOCAL_BIT,
+    MASQ_CT_BIT,
+    MESH_CT_BIT,
+    REFUSE_BIT,
+)
 
-IPT_CHAINS = {"filter": "SF-MESH-FWD", "mangle": "SF-MESH", "nat": "SF-MESH-POST"}
-# Built-in chains that jump to ours, per table.
-IPT_HOOKS = {"filter": ("FORWARD",), "mangle": ("PREROUTING", "OUTPUT"), "nat": ("POSTROUTING",)}
-# The filter chain is the only one the nftables backend needs: it accepts the
-# forwarded packets of connections the mesh DNATed (connmark MASQ_BIT), which
-# a FORWARD policy of DROP (Docker sets it) would otherwise drop.
+# Our chains, per iptables table, each with the built-in chains that jump to
+# it. SF-MESH-FWD accepts the forwarded packets of connections the mesh
+# DNATed (conntrack mark MESH_CT_BIT), which a FORWARD policy of DROP (Docker
+# sets it) would otherwise drop; SF-MESH-IN refuses (RST, ICMP port
+# unreachable) what reaches an endpoint without a backend (REFUSE_BIT).
+IPT_TABLE_CHAINS = {
+    "filter": {"SF-MESH-FWD": ("FORWARD",), "SF-MESH-IN": ("INPUT",)},
+    "mangle": {"SF-MESH": ("PREROUTING", "OUTPUT")},
+    "nat": {"SF-MESH-POST": ("POSTROUTING",)},
+}
+# One label per table, for messages ("replaced iptables chains SF-MESH-FWD, SF-MESH-IN").
+IPT_CHAINS = {table: ", ".join(chains) for table, chains in IPT_TABLE_CHAINS.items()}
+# The filter chains are the only ones the nftables backend needs (FORWARD
+# accept; the refusal is also in its own table, for hosts without iptables).
 IPT_FORWARD_TABLE = "filter"
 
 SYSCTLS = {
@@ -62,13 +75,32 @@ def _local(pairs, ranges):
     return [p for p in pairs if any(ipaddress.IPv4Address(p[0]) in r for r in ranges)]
 
 
+def _endpoint(name, chain, protocol, target, mark, vip, backends, published, masquerade):
+    """One endpoint: a chain (nftables) or fwmark virtual service (IPVS).
+
+    Without a backend it refuses: its fwmark carries REFUSE_BIT, no IPVS
+    service exists for it, and the input hook answers RST / port unreachable.
+    """
+    refuse = not backends
+    return {"service": name, "chain": chain, "protocol": protocol, "target": target,
+            "fwmark": mark | (REFUSE_BIT if refuse else 0), "vip": vip, "backends": backends,
+            "published": published, "masquerade": masquerade, "refuse": refuse}
+
+
 def mesh_view(plan, host, backends):
     """What one host's mesh templates render.
 
     ``backends`` maps a service name to the fabric addresses of its running
-    tasks (swarm_backends). A port with ``mode: host`` answers only on a host
-    that runs a task of the service, and only with those local tasks; a task
-    is local when its address is in this host's range of an overlay.
+    tasks (swarm_backends). A task is local when its address is in this
+    host's range of an overlay. Per (protocol, target) of a service:
+
+    - the cluster endpoint (VIP, ``traffic_policy: cluster`` ports): every
+      task, source masqueraded;
+    - the local endpoint (``traffic_policy: local`` and ``mode: host``
+      ports, fwmark LOCAL_BIT): this host's tasks only, the client's source
+      kept (masqueraded only when it is a task, whose reply would otherwise
+      bypass this host). A local-policy port on a host without a local task
+      refuses; a host-mode port is then not published at all.
     """
     ranges = [ipaddress.IPv4Network(ov["members"][host]["range"])
               for ov in plan["overlays"].values() if host in ov["members"]]
@@ -83,21 +115,18 @@ def mesh_view(plan, host, backends):
         for index, (protocol, target) in enumerate(keys):
             pairs = _backends(service, backends.get(name), target)
             ports = [p for p in service["publish"] if _port_key(p) == (protocol, target)]
-            mark = service["fwmark"] | (index << 16)
-            endpoints.append({
-                "service": name, "chain": f"svc-{name}-{protocol}-{target}", "protocol": protocol,
-                "target": target, "fwmark": mark, "vip": vip, "backends": pairs,
-                "published": [p["published"] for p in ports if p["mode"] == "ingress"],
-            })
+            mark = service["fwmark"] | (index << FWMARK_ENDPOINT_SHIFT)
+            chain = f"svc-{name}-{protocol}-{target}"
+            cluster = [p["published"] for p in ports
+                       if p["mode"] == "ingress" and p.get("traffic_policy", "cluster") == "cluster"]
+            endpoints.append(_endpoint(name, chain, protocol, target, mark, vip, pairs, cluster, True))
             local = _local(pairs, ranges)
-            host_ports = [p["published"] for p in ports if p["mode"] == "host"]
-            if host_ports and local:
-                # A second fwmark range (bit 23) keeps the local-only service apart.
-                endpoints.append({
-                    "service": name, "chain": f"svc-{name}-{protocol}-{target}-local", "protocol": protocol,
-                    "target": target, "fwmark": mark | 0x00800000, "vip": None, "backends": local,
-                    "published": host_ports,
-                })
+            local_ports = [p["published"] for p in ports
+                           if p["mode"] == "ingress" and p.get("traffic_policy") == "local"]
+            local_ports += [p["published"] for p in ports if p["mode"] == "host" and local]
+            if local_ports:
+                endpoints.append(_endpoint(name, f"{chain}-local", protocol, target, mark | LOCAL_BIT, None, local,
+                                           local_ports, False))
     overlays = []
     for name in sorted(plan["overlays"]):
         overlay = plan["overlays"][name]
@@ -105,15 +134,44 @@ def mesh_view(plan, host, backends):
                        if s.get("endpoint_mode") == "vip" and s.get("vip") and s["overlays"][:1] == [name]},
                       key=ipaddress.IPv4Address)
         overlays.append({"name": name, "device": overlay["device"], "shim": f"{overlay['device']}-h",
-                         "port": overlay["port"], "gateway": overlay["gateway"],
+                         "port": overlay["port"], "gateway": overlay["gateway"], "subnet": overlay["subnet"],
                          "vip_range": overlay["vip_range"], "vips": vips})
     mesh = plan.get("mesh") or {}
+    ct_timeout = {"name": CONNTRACK_TIMEOUT_OBJECT, **CONNTRACK_TIMEOUTS, **(mesh.get("conntrack_timeouts") or {})}
+    ct_timeout["enabled"] = ct_timeout["tcp_established"] != KERNEL_CONNTRACK_TIMEOUTS["tcp_established"]
     return {"endpoints": endpoints, "overlays": overlays, "scheduler": mesh.get("scheduler", "rr"),
-            "masq_bit": MASQ_BIT,
+            "mesh_ct_bit": MESH_CT_BIT, "masq_ct_bit": MASQ_CT_BIT,
+            "refuse_mask": FWMARK_MASK | REFUSE_BIT, "refuse_value": FWMARK_BASE | REFUSE_BIT,
+            "ct_timeout": ct_timeout,
+            # Sources that are tasks: masqueraded even on a local endpoint.
+            "task_subnets": sorted({ov["subnet"] for ov in overlays}, key=ipaddress.IPv4Network),
             # iptables spellings of the same marks (value/mask), for mesh.iptables.j2.
-            "fwmark_match": f"0x{FWMARK_TOP:x}/0x{FWMARK_MASK:x}", "masq_match": f"0x{MASQ_BIT:x}/0x{MASQ_BIT:x}",
+            "fwmark_match": f"0x{FWMARK_BASE:x}/0x{FWMARK_MASK:x}",
+            "local_match": f"0x{FWMARK_BASE | LOCAL_BIT:x}/0x{FWMARK_MASK | LOCAL_BIT:x}",
+            "refuse_match": f"0x{FWMARK_BASE | REFUSE_BIT:x}/0x{FWMARK_MASK | REFUSE_BIT:x}",
+            "masq_match": f"0x{MESH_CT_BIT:x}/0x{MESH_CT_BIT:x}",
             "vip_addresses": [{"device": ov["shim"], "range": ov["vip_range"], "addresses": ov["vips"]}
-                              for ov in overlays]}
+                              for ov in overlays],
+            "health": health_state(plan, host, endpoints)}
+
+
+def health_state(plan, host, endpoints):
+    """The state file of this host's health responder (roles/mesh
+    files/mesh_health.py): per published port, how many backends this host
+    forwards it to (for a local or host-mode port: its own tasks; 0 when it
+    refuses or does not publish the port). The responder answers 200 when
+    that is more than 0, 503 otherwise."""
+    serving = {(ep["protocol"], port): ep for ep in endpoints for port in ep["published"]}
+    ports = {}
+    for name, service in sorted(plan["services"].items()):
+        for port in service["publish"]:
+            ep = serving.get((port["protocol"], port["published"]))
+            ports[f"{port['protocol']}/{port['published']}"] = {
+                "service": name, "mode": port["mode"], "traffic_policy": port.get("traffic_policy", "cluster"),
+                "endpoints": len(ep["backends"]) if ep else 0}
+    mesh = plan.get("mesh") or {}
+    return {"version": 1, "node": host, "port": mesh.get("health_port", HEALTH_PORT),
+            "ports": dict(sorted(ports.items()))}
 
 
 def backend_subnets(plan):
@@ -134,7 +192,7 @@ def merge_backends(per_node):
 
 
 def ours(mark):
-    return mark & FWMARK_MASK == FWMARK_TOP
+    return mark & FWMARK_MASK == FWMARK_BASE
 
 
 def _rs_flags(argv):
@@ -276,51 +334,70 @@ def ipvs_delta(live, desired):
 
 # --- iptables ------------------------------------------------------------
 
+def _our_chain(table, argv):
+    """(chain, is_jump) of an `-A ...` line that is ours in ``table``, else None."""
+    chains = IPT_TABLE_CHAINS.get(table, {})
+    if argv[1] in chains:
+        return argv[1], False
+    for chain, hooks in chains.items():
+        if argv[1] in hooks and argv[2:] == ["-j", chain]:
+            return chain, True
+    return None
+
+
 def parse_iptables_save(text):
     """Rules of our chains and the jumps into them from `iptables-save` text.
 
-    Returns {table: [lines]} holding the `-A <our chain> ...` lines in order
-    followed by the `-A <builtin> -j <our chain>` jumps (sorted), so that a
-    live save and a rendered file compare equal when they mean the same.
+    Returns {table: [lines]} holding, chain by chain in IPT_TABLE_CHAINS
+    order, the `-A <our chain> ...` lines in order, followed by the
+    `-A <builtin> -j <our chain>` jumps (sorted), so that a live save and a
+    rendered file compare equal when they mean the same.
     """
-    tables, table = {}, None
+    found, table = {}, None
     for raw in text.splitlines():
         line = " ".join(raw.split())
         if line.startswith("*"):
             table = line[1:]
             continue
-        if table not in IPT_CHAINS or not line.startswith("-A "):
+        if table not in IPT_TABLE_CHAINS or not line.startswith("-A "):
             continue
-        chain = IPT_CHAINS[table]
-        argv = line.split()
-        if argv[1] == chain:
-            tables.setdefault(table, {"rules": [], "jumps": []})["rules"].append(line)
-        elif argv[1] in IPT_HOOKS[table] and argv[2:] == ["-j", chain]:
-            tables.setdefault(table, {"rules": [], "jumps": []})["jumps"].append(line)
-    return {t: v["rules"] + sorted(set(v["jumps"])) for t, v in tables.items()}
+        ours_ = _our_chain(table, line.split())
+        if ours_:
+            rules, jumps = found.setdefault(table, {}).setdefault(ours_[0], ([], set()))
+            (jumps.add if ours_[1] else rules.append)(line)
+    return {t: [line for chain in IPT_TABLE_CHAINS[t] if chain in found[t]
+                for line in found[t][chain][0]]
+            + sorted(set().union(*(found[t][c][1] for c in found[t])))
+            for t in IPT_TABLE_CHAINS if t in found}
+
+
+def _chains_of(table, lines):
+    return {ours_[0] for line in lines if (ours_ := _our_chain(table, line.split()))}
 
 
 def iptables_restore_text(tables, live):
     """An `iptables-restore --noflush` file that takes our chains from
     ``live`` to ``tables`` (both as parse_iptables_save returns them).
 
-    A table we want: our chain declared (which empties it) and refilled,
-    missing jumps inserted first in their built-in chain (so a host firewall's
-    final REJECT cannot shadow them), stale jumps deleted. A table we no longer
-    want: its jumps deleted and our chain removed. Nothing else is named.
+    A table we want: its chains (ours, wanted or live) declared (which
+    empties them) and refilled, missing jumps inserted first in their
+    built-in chain (so a host firewall's final REJECT cannot shadow them),
+    stale jumps deleted, and a chain of ours no longer wanted removed. A
+    table we no longer want: its jumps deleted and our chains removed.
+    Nothing else is named.
     """
     out = []
     for table in sorted(set(tables) | set(live)):
-        chain = IPT_CHAINS[table]
         lines, have = tables.get(table, []), live.get(table, [])
-        jumps = [line for line in lines if line.split()[1] != chain]
-        stale = [line for line in have if line.split()[1] != chain and line not in jumps]
-        out += [f"*{table}", f":{chain} - [0:0]"]
+        wanted = _chains_of(table, lines)
+        chains = [c for c in IPT_TABLE_CHAINS[table] if c in wanted or c in _chains_of(table, have)]
+        jumps = [line for line in lines if _our_chain(table, line.split())[1]]
+        stale = [line for line in have if _our_chain(table, line.split())[1] and line not in jumps]
+        out.append(f"*{table}")
+        out += [f":{chain} - [0:0]" for chain in chains]
         out += ["-D " + line[3:] for line in stale]
-        if table in tables:
-            out += [line for line in lines if line.split()[1] == chain]
-            out += ["-I " + line[3:] for line in jumps if line not in have]
-        else:
-            out.append(f"-X {chain}")
+        out += [line for line in lines if not _our_chain(table, line.split())[1]]
+        out += ["-I " + line[3:] for line in jumps if line not in have]
+        out += [f"-X {chain}" for chain in chains if chain not in wanted]
         out.append("COMMIT")
     return "\n".join(out) + "\n" if out else ""
