@@ -63,11 +63,12 @@ def test_mesh_tables_and_chains_are_those_of_the_nftables_backend(host):
     tables = host.check_output("nft list tables").splitlines()
     assert "table ip swarmfabric_mesh" in tables
     assert "table netdev swarmfabric_mesh_arp" in tables
-    # Of our iptables chains, the nftables backend keeps only the FORWARD one
-    # (no IPVS marking or masquerade chains), jumped to from FORWARD once.
+    # Of our iptables chains, the nftables backend keeps only the filter ones
+    # (no IPVS marking or masquerade chains), jumped to from FORWARD and INPUT once.
     save = host.check_output("iptables-save").splitlines()
-    assert {line.split()[0][1:] for line in save if line.startswith(":SF-")} == {"SF-MESH-FWD"}
+    assert {line.split()[0][1:] for line in save if line.startswith(":SF-")} == {"SF-MESH-FWD", "SF-MESH-IN"}
     assert host.check_output("iptables -S FORWARD").splitlines().count("-A FORWARD -j SF-MESH-FWD") == 1
+    assert host.check_output("iptables -S INPUT").splitlines().count("-A INPUT -j SF-MESH-IN") == 1
 
 
 def test_service_name_resolves_to_vip_and_answers_from_every_task_node(host):
