@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from conftest import load_module
+from conftest import Docker, load_module
 
 vxlan_overlay = load_module('vxlan_overlay')
 
@@ -233,3 +233,29 @@ def test_subnet_change_adds_new_before_removing_old():
     assert calls[3:] == [addr('add', '10.30.1.1/16'), addr('add', '10.30.0.1/16'),
                          addr('del', '10.20.0.1/16'), addr('del', '10.20.1.1/16')]
     assert res['overlay']['addresses'] == ['10.30.1.1/16', '10.30.0.1/16']
+
+
+# --- on the shared harness: the Docker check at its socket, state absent, check mode ---------
+
+
+def test_a_vni_that_a_docker_overlay_network_uses_is_refused_before_any_write(run_module, tmp_path):
+    sock = tmp_path / 'docker.sock'
+    sock.touch()
+    docker = Docker({'/networks': [{'Name': 'ingress', 'Options': {vxlan_overlay.DOCKER_VNI_OPTION: '4096'}},
+                                   {'Name': 'legacy', 'Options': {vxlan_overlay.DOCKER_VNI_OPTION: '4097,300'}}]})
+    done = run_module(vxlan_overlay, args(socket=str(sock)), docker=docker,
+                      commands=[ok(links(device=False, shim=False)), ok(addrs())])
+    assert done.failed and done.msg.startswith('Cannot create overlay appnet: VNI 300 is already used by Docker '
+                                               'overlay network legacy')
+    assert docker.calls == [('GET', '/networks', {'filters': {'driver': ['overlay']}}, None)]
+    assert len(done.commands.calls) == 2  # the two reads, no write
+
+
+@pytest.mark.parametrize('check', [False, True])
+def test_absent_deletes_the_shim_then_the_device(run_module, check):
+    done = run_module(vxlan_overlay, {'name': 'appnet', 'device': DEVICE, 'state': 'absent'}, check=check,
+                      commands=live())
+    writes = done.commands.argvs[3:]
+    assert writes == ([] if check else [['/usr/sbin/ip', 'link', 'del', 'dev', SHIM],
+                                        ['/usr/sbin/ip', 'link', 'del', 'dev', DEVICE]])
+    assert done.result == {'changed': True, 'actions': [f'delete {SHIM}', f'delete {DEVICE}']}
