@@ -26,15 +26,8 @@ from swarmfabric.plan import build_plan
 
 HOST = "node1"
 SHIM_DIR = "/tmp/sf-mesh-shim"
-SHIM = r"""#!/bin/sh
-n=$(( $(cat "$SF_SHIM_DIR/count" 2>/dev/null || echo 0) + 1 ))
-echo "$n" >"$SF_SHIM_DIR/count"
-echo "$n {tool} $*" >>"$SF_SHIM_DIR/log"
-for f in $SF_SHIM_FAIL; do
-  if [ "$f" = "$n" ]; then echo "injected failure in call $n ({tool})" >&2; exit 1; fi
-done
-exec {real} "$@"
-"""
+# The one call-counting shim, shared with the netns tests (tests/integration).
+SHIM = (PROJECT / "tests" / "integration" / "sf_mesh_shim.sh").read_text()
 TOOLS = ("nft", "ip", "iptables-save", "iptables-restore", "ipvsadm", "ipvsadm-restore", "modprobe")
 PLAYBOOK = f"""- hosts: {HOST}
   gather_facts: false
