@@ -915,6 +915,10 @@ def _check_services(swarm, geometries, report):
                 report.add(f'{where}.publish[{i}].traffic_policy: {shown} is only allowed with '
                            'mode ingress (a mode host port serves only the tasks of the node it is published on and '
                            'always keeps the client address); remove traffic_policy or use mode: ingress')
+            elif port.get('traffic_policy') == 'local' and not overlay_names and 'backends' not in service:
+                report.add(f'{where}.publish[{i}].traffic_policy: local needs the service on an overlay (without '
+                           "overlays Docker's own ingress publishes the port, and it masquerades the client); add "
+                           'overlays or use mode: host')
             endpoints.add((port.get('protocol', 'tcp'), str(port.get('target', port.get('published')))))
             if dnsrr and port.get('mode', 'ingress') == 'ingress':
                 shown = 'ingress' if 'mode' in port else 'ingress (the default)'
