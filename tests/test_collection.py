@@ -11,20 +11,13 @@ import sys
 
 import pytest
 import yaml
+from sf_far_hosts import far_inventory
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
 FQCN = 'swarmfabric.swarm'
 
-# Every swarm host points at TEST-NET-1: contacting one would fail as UNREACHABLE.
-HOSTS = """\
-all:
-  hosts:
-    localhost: {ansible_connection: local, ansible_python_interpreter: "{{ ansible_playbook_python }}"}
-  children:
-    far:
-      hosts:
-""" + ''.join(f'        node{i}: {{ansible_host: 192.0.2.{i}, ansible_connection: ssh}}\n' for i in range(1, 6))
+HOSTS = far_inventory(5)
 
 # A playbook of the user's own: the collection's validate, then one of its modules by FQCN
 # (check mode: fabric_capabilities only reads files), which needs the shared module_utils.

@@ -7,20 +7,13 @@ import sys
 
 import pytest
 import yaml
+from sf_far_hosts import far_inventory
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DESCRIPTIONS = REPO / 'tests' / 'descriptions'
 BIN = pathlib.Path(sys.executable).parent
 
-# Every swarm host points at TEST-NET-1 over ssh: contacting one would hang or fail as UNREACHABLE.
-INVENTORY = """\
-all:
-  hosts:
-    localhost: {ansible_connection: local, ansible_python_interpreter: "{{ ansible_playbook_python }}"}
-  children:
-    far:
-      hosts:
-""" + ''.join(f'        node{i}: {{ansible_host: 192.0.2.{i}, ansible_connection: ssh}}\n' for i in range(1, 10))
+INVENTORY = far_inventory(9)
 
 
 @pytest.fixture(scope='module')

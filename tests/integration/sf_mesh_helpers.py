@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -64,6 +65,33 @@ def stop_health(ns):
 def del_ns(name):
     stop_health(name)
     sh("ip", "netns", "del", name, check=False)
+
+
+def veth(ns_a, tag, addr_a, ns_b, addr_b):
+    """A veth pair sfp-<tag>-a in ns_a and sfp-<tag>-b in ns_b, addressed and up."""
+    a, b = f"sfp-{tag}-a", f"sfp-{tag}-b"
+    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b, ns=ns_a)
+    for ns, dev, addr in ((ns_a, a, addr_a), (ns_b, b, addr_b)):
+        sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
+        sh("ip", "link", "set", dev, "up", ns=ns)
+
+
+def fabric_devices(ns):
+    """The fabric's devices for overlay appnet as the fabric role leaves them: VXLAN plus its macvlan shim."""
+    sh("ip", "link", "add", "sf-appnet", "type", "vxlan", "id", "300", "dstport", "4789", ns=ns)
+    sh("ip", "link", "add", "sf-appnet-h", "link", "sf-appnet", "type", "macvlan", "mode", "bridge", ns=ns)
+    sh("ip", "link", "set", "sf-appnet", "up", ns=ns)
+    sh("ip", "link", "set", "sf-appnet-h", "up", ns=ns)
+    time.sleep(1)
+
+
+def teardown(names, procs):
+    """Stop the test's server processes, then delete its namespaces."""
+    for proc in procs:
+        proc.terminate()
+        proc.wait()
+    for name in names.values():
+        del_ns(name)
 
 
 def ruleset(ns):

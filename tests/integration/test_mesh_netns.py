@@ -8,10 +8,21 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
-from sf_mesh_helpers import HEALTH_STATE_TASK, ROOT, SWARM, changed, del_ns, health_vars, new_ns, ruleset, sh
+from sf_mesh_helpers import (
+    HEALTH_STATE_TASK,
+    ROOT,
+    SWARM,
+    changed,
+    fabric_devices,
+    health_vars,
+    new_ns,
+    ruleset,
+    sh,
+    teardown,
+    veth,
+)
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from swarmfabric.plan import build_plan
@@ -32,37 +43,21 @@ def lab():
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=node)
         # What Docker leaves on a real host when it turns forwarding on itself.
         sh("iptables", "-P", "FORWARD", "DROP", ns=node)
-        _veth(node, "c", "192.168.77.1/24", names["cli"], "192.168.77.2/24")
+        veth(node, "c", "192.168.77.1/24", names["cli"], "192.168.77.2/24")
         sh("ip", "route", "add", "10.20.0.0/16", "via", "192.168.77.1", ns=names["cli"])
         for tag, net in SERVERS.items():
-            _veth(node, tag[-1], f"{net}.1/24", names[tag], f"{net}.5/24")
+            veth(node, tag[-1], f"{net}.1/24", names[tag], f"{net}.5/24")
             sh("ip", "route", "add", "default", "via", f"{net}.1", ns=names[tag])
             www = pathlib.Path(tempfile.mkdtemp(prefix="sf-mesh-www-"))
             (www / "index.html").write_text(tag + "\n")
             procs.append(subprocess.Popen(["ip", "netns", "exec", names[tag], sys.executable, "-m", "http.server",
                                            "80", "--directory", str(www)], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
-        # The fabric's devices, as the fabric role leaves them: VXLAN plus its macvlan shim.
-        sh("ip", "link", "add", "sf-appnet", "type", "vxlan", "id", "300", "dstport", "4789", ns=node)
-        sh("ip", "link", "add", "sf-appnet-h", "link", "sf-appnet", "type", "macvlan", "mode", "bridge", ns=node)
-        sh("ip", "link", "set", "sf-appnet", "up", ns=node)
-        sh("ip", "link", "set", "sf-appnet-h", "up", ns=node)
-        time.sleep(1)
+        fabric_devices(node)
         yield names
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait()
-        for name in names.values():
-            del_ns(name)
+        teardown(names, procs)
 
-
-def _veth(ns_a, tag, addr_a, ns_b, addr_b):
-    a, b = f"sfm-{tag}-a", f"sfm-{tag}-b"
-    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b, ns=ns_a)
-    for ns, dev, addr in ((ns_a, a, addr_a), (ns_b, b, addr_b)):
-        sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
-        sh("ip", "link", "set", dev, "up", ns=ns)
 
 
 def converge(lab, backends, check=False):

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from sf_mesh_helpers import ROOT, del_ns, health_vars, new_ns, play, sh
+from sf_mesh_helpers import ROOT, fabric_devices, health_vars, new_ns, play, sh, teardown, veth
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from swarmfabric.plan import build_plan
@@ -61,13 +61,6 @@ def plan_of(swarm):
     return build_plan(swarm, {"node1": {"swarm_advertise_addr": NODE}})
 
 
-def _veth(ns_a, tag, addr_a, ns_b, addr_b):
-    a, b = f"sfp-{tag}-a", f"sfp-{tag}-b"
-    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b, ns=ns_a)
-    for ns, dev, addr in ((ns_a, a, addr_a), (ns_b, b, addr_b)):
-        sh("ip", "addr", "add", addr, "dev", dev, ns=ns)
-        sh("ip", "link", "set", dev, "up", ns=ns)
-
 
 @pytest.fixture(scope="module")
 def lab():
@@ -76,27 +69,19 @@ def lab():
     try:
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=node)
         sh("iptables", "-P", "FORWARD", "DROP", ns=node)
-        _veth(node, "c", f"{NODE}/24", names["tpcli"], f"{CLIENT}/24")
+        veth(node, "c", f"{NODE}/24", names["tpcli"], f"{CLIENT}/24")
         sh("ip", "route", "add", "10.20.0.0/16", "via", NODE, ns=names["tpcli"])
         for tag, addr in (("tplocal", LOCAL_TASK), ("tpremote", REMOTE_TASK)):
             gateway = addr.rsplit(".", 1)[0] + ".1"
-            _veth(node, tag[2], f"{gateway}/24", names[tag], f"{addr}/24")
+            veth(node, tag[2], f"{gateway}/24", names[tag], f"{addr}/24")
             sh("ip", "route", "add", "default", "via", gateway, ns=names[tag])
             procs.append(subprocess.Popen(["ip", "netns", "exec", names[tag], sys.executable, "-c", ECHO]))
-        sh("ip", "link", "add", "sf-appnet", "type", "vxlan", "id", "300", "dstport", "4789", ns=node)
-        sh("ip", "link", "add", "sf-appnet-h", "link", "sf-appnet", "type", "macvlan", "mode", "bridge", ns=node)
-        sh("ip", "link", "set", "sf-appnet", "up", ns=node)
-        sh("ip", "link", "set", "sf-appnet-h", "up", ns=node)
-        time.sleep(1)
+        fabric_devices(node)
         stats, tasks = play(node, plan_of(SWARM), BACKENDS)
         assert stats["failures"] == 0, tasks
         yield names
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait()
-        for name in names.values():
-            del_ns(name)
+        teardown(names, procs)
 
 
 CLIENT_PY = r"""
