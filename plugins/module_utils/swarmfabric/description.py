@@ -28,6 +28,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
+from . import duration
 from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT, TRAFFIC_POLICIES
 from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips
 
@@ -83,7 +84,7 @@ OVERLAY_NAME = r'\A[a-z][a-z0-9-]{0,9}\Z'
 SWARM_NAME = r'\A[a-z][a-z0-9-]{0,31}\Z'
 LABEL_KEY = r'\A[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?\Z'
 INTERFACE = r'\A[A-Za-z0-9_.:@-]{1,15}\Z'
-DURATION = r'\A(?:[0-9]+(?:ns|us|ms|s|m|h))+\Z'
+DURATION = duration.PATTERN
 IMAGE = r'\A[\x21-\x7e]{1,255}\Z'
 
 NODE = _obj({
@@ -123,7 +124,7 @@ SERVICE = _obj({
     'backends': _list({'type': 'string'}, minItems=1, uniqueItems=True),
     'update': _obj({
         'parallelism': _int(0, 10000),
-        'delay': _text(DURATION, 'is not a duration like 5s, 500ms, 1m or 1m30s', noun='a duration string'),
+        'delay': _text(DURATION, f'is not a duration like {duration.EXAMPLES}', noun='a duration string'),
     }),
 })
 
@@ -853,14 +854,10 @@ def _check_vip(parts, service, geometries, overlay_names, report):
     return None
 
 
-_UNITS = {'ns': 1e-9, 'us': 1e-6, 'ms': 1e-3, 's': 1, 'm': 60, 'h': 3600}
-
-
 def _check_update(parts, update, report):
     delay = _dict(update).get('delay')
-    if isinstance(delay, str) and re.fullmatch(DURATION, delay):
-        seconds = sum(int(n) * _UNITS[u] for n, u in re.findall(r'([0-9]+)(ns|us|ms|s|m|h)', delay))
-        if seconds > MAX_DELAY_SECONDS:
+    if duration.is_duration(delay):
+        if duration.duration_ns(delay) > MAX_DELAY_SECONDS * 10 ** 9:
             report.add(f'{yaml_path([*parts, "update", "delay"])}: {show(delay)} is longer than 24h')
 
 
