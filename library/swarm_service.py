@@ -35,6 +35,16 @@ options:
     description: Full command line of the task (overrides the image's entrypoint and command).
     type: list
     elements: str
+  sysctls:
+    description:
+      - Namespaced kernel parameters of each task (Compose's C(sysctls)), set exactly; C({}) removes them.
+        Values are strings (integers are converted). Engine API C(TaskTemplate.ContainerSpec.Sysctls),
+        which needs API 1.40 (Docker 19.03) or later.
+      - Docker refuses at task start the sysctls that are not per container (only C(net.*), C(fs.mqueue.*)
+        and some C(kernel.*) IPC ones are); the description's validation checks that first.
+      - A change restarts the tasks (a rolling update).
+    type: dict
+    default: {}
   mode:
     description: Scheduling mode.
     type: str
@@ -128,6 +138,8 @@ EXAMPLES = r"""
     image: swarmfabric/task:1
     command: [sh, -c, "exec httpd -f -p 80 -h /www"]
     replicas: 3
+    # Keepalives before the mesh's idle timeouts (docs/mesh.md, Idle connections).
+    sysctls: {net.ipv4.tcp_keepalive_time: 600}
     publish:
       - {published: 8080, target: 80}
     update: {parallelism: 1, delay: 2s}
@@ -166,10 +178,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric import netgen
-from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
+from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError, version_tuple
 from ansible.module_utils.swarmfabric.module import Change
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+# The first Engine API version that keeps TaskTemplate.ContainerSpec.Sysctls (Docker 19.03).
+SYSCTLS_API = (1, 40)
 UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
@@ -195,11 +209,22 @@ def hosts_entries(hosts):
     return entries
 
 
+def sysctl_values(sysctls):
+    """Docker's map of strings; an integer becomes its digits, anything else is refused."""
+    values = {}
+    for name, value in (sysctls or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"sysctl {name}: {value!r} is not a string or an integer")
+        values[str(name)] = str(value)
+    return values
+
+
 def desired_view(params, network_ids):
     """The managed fields, in the same shape as live_view()."""
     return {
         "image": params["image"],
         "command": list(params["command"] or []),
+        "sysctls": sysctl_values(params.get("sysctls")),
         "mode": params["mode"],
         "replicas": params["replicas"] if params["mode"] == "replicated" else None,
         "networks": sorted(network_ids[name] for name in params["networks"]),
@@ -221,6 +246,7 @@ def live_view(spec):
         # The CLI pins images by digest; compare the reference only.
         "image": (container.get("Image") or "").split("@", 1)[0],
         "command": list(container.get("Command") or []),
+        "sysctls": dict(container.get("Sysctls") or {}),
         "mode": "global" if "Global" in mode else "replicated",
         "replicas": (mode.get("Replicated") or {}).get("Replicas", 1) if "Global" not in mode else None,
         "networks": sorted(n.get("Target") for n in (task.get("Networks") or spec.get("Networks") or [])),
@@ -251,6 +277,10 @@ def apply_view(spec, want, name):
         container["Command"] = want["command"]
     else:
         container.pop("Command", None)
+    if want["sysctls"]:
+        container["Sysctls"] = want["sysctls"]
+    else:
+        container.pop("Sysctls", None)
     container["Hosts"] = want["hosts"]
     task["ContainerSpec"] = container
     task["Networks"] = [{"Target": target} for target in want["networks"]]
@@ -346,6 +376,10 @@ class Services:
     def present(self, name):
         params = self.module.params
         want = desired_view(params, self.network_ids(params["networks"]))
+        if want["sysctls"] and version_tuple(self.api.api_version) < SYSCTLS_API:
+            # Older daemons drop the field without a word: every run would be a change.
+            raise DockerAPIError(f"sysctls need Docker Engine API 1.40 or later; the daemon speaks "
+                                 f"{self.api.api_version}")
         service = self.find(name)
         if service is None:
             text = f"created {name} ({want['mode']}, image {want['image']})"
@@ -407,6 +441,7 @@ def main():
             "keep": {"type": "list", "elements": "str", "default": []},
             "image": {"type": "str"},
             "command": {"type": "list", "elements": "str"},
+            "sysctls": {"type": "dict", "default": {}},
             "mode": {"type": "str", "choices": ["replicated", "global"], "default": "replicated"},
             "replicas": {"type": "int", "default": 1},
             "networks": {"type": "list", "elements": "str", "default": []},

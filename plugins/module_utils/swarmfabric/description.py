@@ -109,6 +109,8 @@ OVERLAY = _obj({
 SERVICE = _obj({
     'image': _text(IMAGE, 'is not an image reference (1 to 255 printable ASCII characters, no spaces)'),
     'command': _list({'type': 'string'}),
+    # Compose's two shapes (a map, or "name=value" strings): checked in _check_sysctls.
+    'sysctls': {},
     'mode': _enum('replicated', 'global'),
     'replicas': _int(0, 10000),
     'overlays': _list(STRING, uniqueItems=True),
@@ -861,6 +863,54 @@ def _check_update(parts, update, report):
             report.add(f'{yaml_path([*parts, "update", "delay"])}: {show(delay)} is longer than 24h')
 
 
+# Docker's rule for a container's sysctls (moby's daemon, docker/cli's ValidateSysctl): only those of
+# a kernel namespace the task has its own of; others make every task fail to start.
+_SYSCTL_NAMES = ('kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall',
+                 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced')
+_SYSCTL_PREFIXES = ('net.', 'fs.mqueue.')
+SYSCTL_NAME = re.compile(r'[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)+', re.ASCII)
+SYSCTL_VALUE = re.compile(r'[\x20-\x7e]{1,1024}', re.ASCII)
+
+
+def _check_sysctls(parts, sysctls, report):
+    where = [*parts, 'sysctls']
+    example = 'net.ipv4.tcp_keepalive_time'
+    if isinstance(sysctls, dict):
+        items = [([*where, name], name, value, show(name)) for name, value in sysctls.items()]
+    elif isinstance(sysctls, list):
+        items, seen = [], {}
+        for i, entry in enumerate(sysctls):
+            if not isinstance(entry, str) or '=' not in entry:
+                report.add(f'{yaml_path([*where, i])}: {report.show([*where, i], entry)} is not a "name=value" '
+                           f'string, like "{example}=600"')
+                continue
+            name, _, value = entry.partition('=')
+            if name in seen:
+                report.add(f'{yaml_path([*where, i])}: {_escape(name)} is already set in '
+                           f'{yaml_path([*where, seen[name]])}')
+            seen.setdefault(name, i)
+            items.append(([*where, i], name, value, show(entry)))
+    else:
+        report.add(f'{yaml_path(where)}: {report.show(where, sysctls)} is not a mapping of sysctl names to values '
+                   f'({example}: 600) or a list of "name=value" strings')
+        return
+    for item_parts, name, value, shown in items:
+        path = yaml_path(item_parts)
+        if not isinstance(name, str) or not SYSCTL_NAME.fullmatch(name):
+            report.add(f'{path}: {shown} is not a sysctl name, like {example} (words joined by ".")')
+        elif name not in _SYSCTL_NAMES and not name.startswith(_SYSCTL_PREFIXES):
+            report.add(f'{path}: {name} is not a sysctl a task has its own copy of (Docker allows net.*, fs.mqueue.* '
+                       f'and {", ".join(_SYSCTL_NAMES)}; the others are the host\'s)')
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            report.add(f'{path}: {report.show(item_parts, value)} is not a string or an integer'
+                       f'{"; quote it" if isinstance(value, bool) else ""}')
+        elif isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63:
+            report.add(f'{path}: {value} is out of range {-2 ** 63}..{2 ** 63 - 1}')
+        elif isinstance(value, str) and not SYSCTL_VALUE.fullmatch(value):
+            report.add(f'{path}: {show(value)} is not a sysctl value (1 to 1024 printable ASCII characters, '
+                       'no newline)')
+
+
 def _check_services(swarm, geometries, report):
     declared = sorted(_dict(swarm.get('overlays')))
     ports = {}
@@ -886,10 +936,12 @@ def _check_services(swarm, geometries, report):
             report.add(f'{where}: needs image (container tasks) or backends (static addresses)')
         elif 'backends' in service:
             _check_backends(parts, service['backends'], report)
-            for key in ('command', 'mode', 'replicas', 'update'):
+            for key in ('command', 'mode', 'replicas', 'update', 'sysctls'):
                 if key in service:
                     report.add(f'{where}.{key}: not allowed with backends (static backends run no containers)')
         _check_update(parts, service.get('update'), report)
+        if 'sysctls' in service:
+            _check_sysctls(parts, service['sysctls'], report)
         if 'replicas' in service and service.get('mode') == 'global':
             report.add(f'{where}.replicas: only allowed with mode replicated (mode is global)')
         overlay_names = [n for _, n in _strings(service.get('overlays')) if isinstance(n, str)]

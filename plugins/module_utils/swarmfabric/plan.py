@@ -199,6 +199,13 @@ def normalize(swarm):
     }
 
 
+def sysctl_map(sysctls):
+    """Compose's sysctls, a map or ["name=value"], as Docker's map of strings."""
+    if isinstance(sysctls, list):
+        sysctls = dict(entry.partition('=')[::2] for entry in sysctls)
+    return {str(name): str(value) for name, value in sorted((sysctls or {}).items())}
+
+
 def _normalize_service(service):
     static = bool(service.get('backends'))
     mode = None if static else service.get('mode', 'replicated')
@@ -206,6 +213,7 @@ def _normalize_service(service):
     return {
         'image': service.get('image'),
         'command': list(service.get('command') or []),
+        'sysctls': {} if static else sysctl_map(service.get('sysctls')),
         'mode': mode,
         'replicas': service.get('replicas', 1) if mode == 'replicated' else None,
         'overlays': list(service.get('overlays') or []),
