@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO
 from swarmfabric.plan import build_plan, plain
-from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report, summary
+from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report, sa_ages, summary
 
 SWARM = yaml.safe_load((REPO / 'molecule/default/group_vars/all/swarm.yml').read_text())['swarm']
 HOSTS = [f'sf-cp-node{i}' for i in range(1, 6)]
@@ -133,6 +133,29 @@ def test_an_encrypted_overlay_needs_two_sas_per_peer(plan):
     assert [(d['object'], d['field'], d['desired'], d['actual']) for d in drift] == [
         ('overlay appnet on sf-cp-node2', 'sas', 8, 7)]
     assert report(encrypted, actual, HOSTS)['actual']['hosts']['sf-cp-node2']['overlays']['appnet']['epochs'] == [1]
+
+
+def test_sa_ages_and_generation_come_from_the_filtered_xfrm_lines(plan):
+    assert sa_ages(['0x00100002 2026-12-02 00:10:11', '0x00200001 2026-12-01 23:10:11', 'garbage',
+                    '0xzz 2026-12-02 00:00:00'], '2026-12-02 00:12:11') == {0x00100002: 120, 0x00200001: 3720}
+    assert sa_ages(['0x1 2026-12-02 00:10:11'], '') == {}
+    encrypted = copy.deepcopy(plan)
+    encrypted['overlays']['appnet']['encrypted'] = True
+    actual = converged(encrypted)
+    for host in HOSTS:
+        actual['hosts'][host]['sas'] = {'appnet': [
+            {'peer': ADDR[p], 'direction': d, 'epoch': e, 'spi': 0x100000 * e + i, 'fingerprint': '3f09a1c2'}
+            for i, p in enumerate(h for h in HOSTS if h != host) for d in ('in', 'out') for e in (1, 2)]}
+    actual['hosts']['sf-cp-node1'].update(sa_added=['0x00100000 2026-12-02 00:00:00', '0x00200000 2026-12-02 00:10:00'],
+                                          now='2026-12-02 00:10:30')
+    status = report(encrypted, actual, HOSTS)
+    assert status['drift'] == []
+    have = status['actual']['hosts']['sf-cp-node1']['overlays']['appnet']
+    assert (have['generation'], have['sa_age'], have['epochs']) == (2, 630, [1, 2])
+    assert {sa['spi']: sa['age'] for sa in have['sa_list'] if sa['age'] is not None} == {0x100000: 630, 0x200000: 30}
+    assert all(set(sa) == {'peer', 'direction', 'epoch', 'spi', 'age'} for sa in have['sa_list'])
+    (row,) = [r for r in summary(status) if r.startswith('overlay appnet on sf-cp-node1')]
+    assert '4 peers, 16 SAs, generation 2, oldest 630s' in row
 
 
 def test_fdb_peers_are_the_flood_entries_only():

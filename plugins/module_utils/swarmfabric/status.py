@@ -12,11 +12,16 @@ runs them (filters swarm_status and swarm_status_dot).
 - ``tasks``: ``docker inspect`` of the tasks that should be running (a list);
 - ``hosts``: per inventory host that answered, ``links`` (``ip -j -d link
   show``), ``fdb`` (overlay device to ``bridge -j fdb show dev``), ``sas``
-  (overlay to ``xfrm_tunnel`` query's ``live_sas``, which carry no key) and
-  ``mesh`` (whether the mesh table is there).
+  (overlay to ``xfrm_tunnel`` query's ``live_sas``, which carry no key),
+  ``sa_added`` (``SPI date time`` lines: when each SA was added, from
+  ``ip -s xfrm state`` filtered on the host so that no key leaves it),
+  ``now`` (the host's clock, ``date time``), ``mesh`` (whether the mesh is
+  in place) and ``mesh_detail`` (its backend, rule and backend counts).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 HOST_LABEL = 'io.swarmfabric.host'
 OWN_LABELS = 'io.swarmfabric.'
@@ -83,6 +88,27 @@ def fdb_peers(entries):
     return sorted({e['dst'] for e in entries or [] if e.get('mac') == ZERO_MAC and e.get('dst')})
 
 
+def sa_ages(lines, now):
+    """SPI -> seconds since the SA was added, from ``SPI YYYY-MM-DD HH:MM:SS`` lines and the host's clock."""
+    fmt = '%Y-%m-%d %H:%M:%S'
+    try:
+        clock = datetime.strptime((now or '').strip(), fmt)
+    except ValueError:
+        return {}
+    ages = {}
+    for line in lines or []:
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        try:
+            spi = int(parts[0], 16)
+            added = datetime.strptime(f'{parts[1]} {parts[2]}', fmt)
+        except ValueError:
+            continue
+        ages[spi] = max(0, int((clock - added).total_seconds()))
+    return ages
+
+
 def _link(links, device):
     for link in links or []:
         if link.get('ifname') == device:
@@ -94,21 +120,28 @@ def read_overlays(plan, hosts):
     """Host -> overlay -> whether its device is there, its VNI, its FDB peers and its SAs (no keys)."""
     out = {}
     for host, seen in (hosts or {}).items():
+        ages = sa_ages(seen.get('sa_added'), seen.get('now'))
         mine = {}
         for name, overlay in (plan.get('overlays') or {}).items():
             if host not in overlay.get('members', {}):
                 continue
             link = _link(seen.get('links'), overlay['device'])
             info = ((link or {}).get('linkinfo') or {}).get('info_data') or {}
-            sas = (seen.get('sas') or {}).get(name) or []
+            sas = [dict(sa, age=ages.get(sa.get('spi'))) for sa in (seen.get('sas') or {}).get(name) or []]
+            epochs = sorted({sa.get('epoch') for sa in sas if sa.get('epoch') is not None})
+            known = [sa['age'] for sa in sas if sa['age'] is not None]
             mine[name] = {
                 'device': link is not None,
                 'vni': info.get('id'),
                 'peers': fdb_peers((seen.get('fdb') or {}).get(overlay['device'])),
                 'sas': len(sas),
-                'epochs': sorted({sa.get('epoch') for sa in sas if sa.get('epoch') is not None}),
+                'epochs': epochs,
+                # The key generation in use, and the age of its oldest SA (None: unknown).
+                'generation': epochs[-1] if epochs else None,
+                'sa_age': max(known) if known else None,
+                'sa_list': [{k: sa.get(k) for k in ('peer', 'direction', 'epoch', 'spi', 'age')} for sa in sas],
             }
-        out[host] = {'overlays': mine, 'mesh': bool(seen.get('mesh'))}
+        out[host] = {'overlays': mine, 'mesh': bool(seen.get('mesh')), 'mesh_detail': seen.get('mesh_detail') or {}}
     return out
 
 
@@ -250,6 +283,9 @@ def summary(status):
             obj = f'overlay {name} on {host}'
             have = actual['hosts'].get(host, {}).get('overlays', {}).get(name)
             got = f"{len(have['peers'])} peers, {have['sas']} SAs" if have and have['device'] else 'no device'
+            if have and have.get('generation') is not None:
+                got += f", generation {have['generation']}"
+                got += f", oldest {have['sa_age']}s" if have.get('sa_age') is not None else ''
             rows.append((obj, f"{len(member['peers'])} peers", got, ', '.join(drifted.get(obj, [])) or '-'))
     widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
     return [f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}' for r in rows]
