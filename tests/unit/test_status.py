@@ -179,12 +179,14 @@ def test_the_picture_draws_roles_overlays_services_placement_and_drift(plan):
     assert '"cluster_managers"' in text and '"cluster_workers"' in text
     assert '"n:sf-cp-node1" [label="sf-cp-node1\\n172.31.78.11\\nactive", shape=box3d, color=black];' in text
     assert '"n:sf-cp-node4" [label="sf-cp-node4\\n172.31.78.14\\nactive", shape=box, color=black];' in text
-    assert '"n:sf-cp-node1" -- "n:sf-cp-node2" [label="appnet vni 300", style=dashed, color=red];' in text
-    assert '"n:sf-cp-node1" -- "n:sf-cp-node3" [label="appnet vni 300", style=dashed, color=steelblue];' in text
+    assert '"n:sf-cp-node1" -- "n:sf-cp-node2" [tooltip="appnet vni 300", style=dashed, color=red];' in text
+    assert '"n:sf-cp-node1" -- "n:sf-cp-node3" [tooltip="appnet vni 300", style=dashed, color=steelblue];' in text
+    assert ('"o:appnet" [label="overlay appnet\\nvni 300, plain\\n5 members, dashed links", shape=note, '
+            'color=steelblue, fontcolor=steelblue];') in text
     vip = plan['services']['web']['vip']
-    assert f'"s:web" [label="web\\nswarmfabric/task:1\\n3 | VIP {vip}\\nports 8080", shape=ellipse' in text
-    assert '"s:web" -- "n:sf-cp-node1" [label="1 task", color=gray40];' in text
-    assert '"s:echo" [label="echo\\nswarmfabric/task:1\\nglobal | no VIP\\nports 8081"' in text
+    assert f'"s:web" [label="web\\nswarmfabric/task:1\\n3 replicas, VIP {vip}\\nports 8080", shape=ellipse' in text
+    assert '"s:web" -- "n:sf-cp-node1" [label="", color=gray50];' in text
+    assert '"s:echo" [label="echo\\nswarmfabric/task:1\\nglobal, no VIP\\nports 8081"' in text
     assert text.count(' -- ') == 10 + 3 + 5  # every overlay pair, web's and echo's tasks
 
 

@@ -354,26 +354,33 @@ def dot(status):
             shape = 'box3d' if role == 'manager' else 'box'
             lines.append(f'    {_q("n:" + host)} [label={label}, shape={shape}, color={color}];')
         lines.append('  }')
-    for name, overlay in sorted(desired['overlays'].items()):
+    # One colour per overlay, named once in its legend note; its links carry no label.
+    palette = ('steelblue', 'darkgreen', 'darkorange', 'purple', 'teal', 'brown')
+    for index, (name, overlay) in enumerate(sorted(desired['overlays'].items())):
         hosts = sorted(overlay['members'])
         style = 'bold' if overlay['encrypted'] else 'dashed'
+        colour = palette[index % len(palette)]
         what = f'{name} vni {overlay["vni"]}' + (' ESP' if overlay['encrypted'] else '')
+        kind = 'ESP-encrypted' if overlay['encrypted'] else 'plain'
+        legend = _q(f'overlay {name}', f'vni {overlay["vni"]}, {kind}', f'{len(hosts)} members, {style} links')
+        lines.append(f'  {_q("o:" + name)} [label={legend}, shape=note, color={colour}, fontcolor={colour}];')
         for i, a in enumerate(hosts):
             for b in hosts[i + 1:]:
                 broken = (overlay['members'][b]['underlay'] in fdb_missing.get(f'overlay {name} on {a}', ())
                           or overlay['members'][a]['underlay'] in fdb_missing.get(f'overlay {name} on {b}', ()))
-                color = 'red' if broken else ('darkgreen' if overlay['encrypted'] else 'steelblue')
-                lines.append(f'  {_q("n:" + a)} -- {_q("n:" + b)} [label={_q(what)}, style={style}, color={color}];')
+                color = 'red' if broken else colour
+                lines.append(f'  {_q("n:" + a)} -- {_q("n:" + b)} [tooltip={_q(what)}, style={style}, color={color}];')
     for name, want in sorted(desired['services'].items()):
         have = actual['services'].get(name, {})
         vips = 'VIP ' + ', '.join(want['vips']) if want['vips'] else 'no VIP'
         ports = ', '.join(str(p) for p in want['ports']) or 'no port'
-        replicas = want['replicas'] if want['mode'] == 'replicated' else 'global'
-        label = _q(name, want['image'], f'{replicas} | {vips}', f'ports {ports}')
+        replicas = f"{want['replicas']} replicas" if want['mode'] == 'replicated' else 'global'
+        label = _q(name, want['image'], f'{replicas}, {vips}', f'ports {ports}')
         color = 'red' if f'service {name}' in drifted else 'black'
-        lines.append(f'  {_q("s:" + name)} [label={label}, shape=ellipse, color={color}];')
+        lines.append(f'  {_q("s:" + name)} [label={label}, shape=ellipse, style=filled, fillcolor=lightyellow, '
+                     f'color={color}];')
         for host, count in sorted((have.get('tasks') or {}).items()):
-            tasks = f'{count} task' + ('s' if count > 1 else '')
-            lines.append(f'  {_q("s:" + name)} -- {_q("n:" + host)} [label={_q(tasks)}, color=gray40];')
+            tasks = f'{count} tasks' if count > 1 else ''
+            lines.append(f'  {_q("s:" + name)} -- {_q("n:" + host)} [label={_q(tasks)}, color=gray50];')
     lines.append('}')
     return '\n'.join(lines) + '\n'
