@@ -22,6 +22,7 @@ _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
+from swarmfabric import inventory as sf_inventory
 from swarmfabric import keys as fabric_keys
 from swarmfabric.description import DescriptionSyntaxError, load_file, message, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
@@ -167,10 +168,66 @@ def swarm_fabric_rekey(plan, reads):
     return out
 
 
+def _hostvar(hostvars, host, name):
+    """One variable of one host, None where it is not set (a host that did not get that far)."""
+    try:
+        return hostvars[host].get(name)
+    except (KeyError, AttributeError, TypeError):
+        return None
+
+
+def swarm_members(swarm):
+    """The described hosts, managers first (of the plan or of the description)."""
+    return sf_inventory.members(plain(swarm))
+
+
+def swarm_unreached(swarm, reached):
+    """The described hosts not in ``reached`` (ansible_play_hosts): unreachable, failed or left out."""
+    return sf_inventory.unreached(plain(swarm), plain(reached))
+
+
+def swarm_first_reached(hosts, reached):
+    """The first of ``hosts`` in ``reached``; '' when none is."""
+    return sf_inventory.first_reached(plain(hosts), plain(reached))
+
+
+def swarm_live_manager(plan, reached, hostvars):
+    """A reached manager of this swarm by the hosts' membership reads (__swarm_member), a
+    described manager first; ''."""
+    reached = plain(reached)
+    memberships = {host: _hostvar(hostvars, host, '__swarm_member') for host in reached}
+    return sf_inventory.live_manager({'name': plan['name'], 'managers': plain(plan['managers'])}, reached, memberships)
+
+
+def swarm_cluster_nodes(plan, reached, hostvars):
+    """swarm_cluster's node list: every described host, reached or not, with the node id of a
+    reached one from its join (__swarm_joined) or its membership read (__swarm_member)."""
+    reached = plain(reached)
+    view = {'managers': plain(plan['managers']), 'workers': plain(plan['workers']),
+            'nodes': {host: plain(plan['nodes'][host]) for host in [*plan['managers'], *plan['workers']]}}
+    return sf_inventory.cluster_nodes(view, reached,
+                                   {host: plain(_hostvar(hostvars, host, '__swarm_joined')) for host in reached},
+                                   {host: plain(_hostvar(hostvars, host, '__swarm_member')) for host in reached})
+
+
+def swarm_fabric_stale(config_reads):
+    """The overlays whose config-only network some host called stale (every host's registered query)."""
+    return sf_inventory.stale_overlays(plain(config_reads))
+
+
+def swarm_fabric_next_generations(current, stale):
+    """{overlay: generation}: one past the current where a node is stale."""
+    return sf_inventory.next_generations(plain(current), plain(stale))
+
+
 class FilterModule:
     def filters(self):
         return {'swarm_validate': swarm_validate, 'swarm_plan': swarm_plan, 'swarm_host_view': swarm_host_view,
                 'swarm_mesh_view': swarm_mesh_view, 'swarm_mesh_subnets': swarm_mesh_subnets,
                 'swarm_mesh_merge': swarm_mesh_merge, 'swarm_fabric_index': swarm_fabric_index,
                 'swarm_fabric_sas': swarm_fabric_sas, 'swarm_fabric_epoch': swarm_fabric_epoch,
-                'swarm_fabric_rekey': swarm_fabric_rekey}
+                'swarm_fabric_rekey': swarm_fabric_rekey, 'swarm_members': swarm_members,
+                'swarm_unreached': swarm_unreached, 'swarm_first_reached': swarm_first_reached,
+                'swarm_live_manager': swarm_live_manager, 'swarm_cluster_nodes': swarm_cluster_nodes,
+                'swarm_fabric_stale': swarm_fabric_stale,
+                'swarm_fabric_next_generations': swarm_fabric_next_generations}
