@@ -17,10 +17,6 @@ description:
     nodes, so the mesh follows scaling and rescheduling on every run.
 author: Swarmfabric contributors
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   services:
     description:
       - Service name to the overlay subnet its backends live in

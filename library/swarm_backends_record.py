@@ -19,10 +19,6 @@ description:
     longer runs there is dropped. The addresses are the last known ones (stale but still served).
 author: Swarmfabric contributors
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   reports:
     description: Inventory name of each node that reported in this run to its M(swarm_backends) answer.
     type: dict

@@ -30,10 +30,6 @@ description:
 version_added: "1.0.0"
 author: Swarmfabric
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   nodes:
     description: Every node the swarm should hold.
     type: list

@@ -21,10 +21,6 @@ description:
   - In check mode nothing is written; a lock held by another run is reported as a warning.
 author: Swarmfabric contributors
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   state:
     description: Take (C(present)), release (C(absent)) or only read (C(query)) the lock.
     type: str

@@ -41,10 +41,6 @@ attributes:
   idempotent:
     support: full
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   name:
     description: The overlay, for example C(appnet). Network names derive from it and O(generation).
     type: str

@@ -23,10 +23,6 @@ description:
 version_added: "1.0.0"
 author: Swarmfabric
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   state:
     description: Desired membership, or C(query) to only read it.
     type: str

@@ -30,10 +30,6 @@ description:
     the host are checked for a collision.
 author: Swarmfabric contributors
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket, used only to check that no Docker overlay network uses O(vni).
-    type: path
-    default: /var/run/docker.sock
   name:
     description: Overlay name, used in messages.
     type: str

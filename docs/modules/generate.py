@@ -10,12 +10,13 @@ notes; tests/test_module_reference.py fails when the reference is stale.
 """
 
 import argparse
-import ast
 import pathlib
 import re
 import sys
 
 import yaml
+from ansible.plugins.loader import fragment_loader
+from ansible.utils.plugin_docs import get_docstring
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LIBRARY = REPO / 'library'
@@ -28,29 +29,30 @@ def module_files():
     return sorted(path for path in LIBRARY.glob('*.py') if not path.name.startswith('_'))
 
 
-def doc_strings(path):
-    """The DOCUMENTATION, EXAMPLES and RETURN strings of a module, read without importing it."""
-    found = {}
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            if name in ('DOCUMENTATION', 'EXAMPLES', 'RETURN') and isinstance(node.value, ast.Constant):
-                found[name] = node.value.value
-    return found
+def plain(value):
+    """Ansible's tagged strings and containers as plain Python values (stable YAML dumps)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
 
 
 def load(path):
-    """(doc, examples, returns) of one module; a missing or unparsable DOCUMENTATION is an error."""
-    strings = doc_strings(path)
-    if 'DOCUMENTATION' not in strings:
-        raise ValueError(f'{path.name}: no DOCUMENTATION')
-    doc = yaml.safe_load(strings['DOCUMENTATION'])
+    """(doc, examples, returns) of one module, read by Ansible's own loader, so that the doc
+    fragments it extends (plugins/doc_fragments) are merged in as ansible-doc shows them."""
+    fragment_loader.add_directory(str(REPO / 'plugins' / 'doc_fragments'))
+    doc, examples, returns, _ = get_docstring(str(path.resolve()), fragment_loader, is_module=True)
     if not isinstance(doc, dict) or doc.get('module') != path.stem:
         raise ValueError(f'{path.name}: DOCUMENTATION does not name module {path.stem}')
-    returns = yaml.safe_load(strings.get('RETURN') or '') or {}
-    if not isinstance(returns, dict):
-        raise ValueError(f'{path.name}: RETURN is not a mapping')
-    return doc, (strings.get('EXAMPLES') or '').strip('\n'), returns
+    doc = plain(doc)
+    doc.pop('filename', None)  # where this checkout is: not part of the page
+    return doc, (plain(examples) or '').strip('\n'), plain(returns) or {}
 
 
 # Ansible's documentation markup: C(code), O(option), V(value), RV(return value), I(), B(), M(), U(), L().

@@ -30,7 +30,7 @@ from jsonschema.validators import extend
 
 from . import duration
 from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT, TRAFFIC_POLICIES
-from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips
+from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips, plain
 
 # ---------------------------------------------------------------- schema
 
@@ -417,14 +417,8 @@ class _Report:
 
 def _scalar(item):
     """A scalar as its plain Python type; raises for Ansible's markers of templates that failed."""
-    if item is None or isinstance(item, bool):
-        return None if item is None else bool(item)
-    if isinstance(item, str):
-        return str(item)
-    if isinstance(item, int):
-        return int(item)
-    if isinstance(item, float):
-        return float(item)
+    if item is None or isinstance(item, (bool, str, int, float)):
+        return plain(item)  # a tagged str or int as its plain type, as the plan copies it
     if isinstance(item, datetime.datetime):
         return datetime.datetime.fromisoformat(item.isoformat())
     if isinstance(item, datetime.date):
