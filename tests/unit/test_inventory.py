@@ -74,7 +74,8 @@ OLD_NODES = """
       {%- set reached = host in ansible_play_hosts -%}
       {%- set item = {'name': host, 'role': node.role, 'labels': node.labels, 'availability': node.availability,
                       'reachable': reached} -%}
-      {%- set node_id = hostvars[host].__swarm_joined.node_id | default(hostvars[host].__swarm_member.node_id | default('')) -%}
+      {%- set node_id = hostvars[host].__swarm_joined.node_id
+                        | default(hostvars[host].__swarm_member.node_id | default('')) -%}
       {%- if reached and node_id -%}{%- set item = item | combine({'node_id': node_id}) -%}{%- endif -%}
       {%- set _ = out.append(item) -%}
       {%- endfor -%}
@@ -112,7 +113,7 @@ def test_cluster_nodes_are_what_the_jinja_listed(joined, member, play):
 # playbooks/rotate-keys.yml), and mesh.yml's "managers | select('in', ansible_play_hosts) | first | default('')"
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(HOSTS), min_size=1, unique=True), st.lists(st.sampled_from(HOSTS), unique=True),
-       st.lists(st.sampled_from(HOSTS + ['localhost'])), st.booleans())
+       st.lists(st.sampled_from([*HOSTS, 'localhost'])), st.booleans())
 def test_node_lists_are_what_the_jinja_listed(managers, workers, play, described):
     swarm = {'name': 'lab', 'managers': managers, 'workers': workers}
     if described and not workers:
@@ -131,7 +132,8 @@ def test_node_lists_are_what_the_jinja_listed(managers, workers, play, described
 
 # ---- roles/fabric/tasks/main.yml, "Docker networks on the fabric": __fabric_stale and __fabric_target
 OLD_STALE = """{{ ansible_play_hosts | map('extract', hostvars, '__fabric_config_live') | map(attribute='results')
-         | flatten | selectattr('stale', 'defined') | selectattr('stale') | map(attribute='item.name') | unique | list }}"""
+         | flatten | selectattr('stale', 'defined') | selectattr('stale') | map(attribute='item.name')
+         | unique | list }}"""
 OLD_TARGET = """
       {%- set out = {} -%}
       {%- for name, gen in __fabric_gen.items() -%}
@@ -153,8 +155,9 @@ READ = st.sampled_from([
        st.dictionaries(st.sampled_from(['appnet', 'db', 'web']), st.integers(0, 7)))
 def test_stale_overlays_and_next_generations_are_what_the_jinja_computed(reads, current):
     play = sorted(reads)
-    hostvars = {host: {'__fabric_config_live': {'changed': False, 'msg': 'All items completed',
-                                                'results': [dict(result, item={'name': name}) for name, result in items]}}
+    hostvars = {host: {'__fabric_config_live': {
+                    'changed': False, 'msg': 'All items completed',
+                    'results': [dict(result, item={'name': name}) for name, result in items]}}
                 for host, items in reads.items()}
     old_stale = render(OLD_STALE, ansible_play_hosts=play, hostvars=hostvars)
     stale = FILTERS['swarm_fabric_stale']([hostvars[host]['__fabric_config_live'] for host in play])
