@@ -232,3 +232,73 @@ def test_design_notes_hold_no_generated_tables():
     for notes in sorted(generate.NOTES.glob('*.md')):
         text = notes.read_text()
         assert '| option |' not in text and '| key | type |' not in text, notes.name
+
+
+_CONSTANTS = importlib.util.spec_from_file_location(
+    'sf_constants', REPO / 'plugins' / 'module_utils' / 'swarmfabric' / 'constants.py')
+CONSTANTS = importlib.util.module_from_spec(_CONSTANTS)
+_CONSTANTS.loader.exec_module(CONSTANTS)
+UNKNOWN = object()
+
+
+def _value(node, names=None):
+    """A literal of an argument_spec, or a constant of module_utils/swarmfabric/constants.py
+    or of the module (also through dict(...) or list(...)); UNKNOWN for anything else."""
+    names = names or {}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, ast.Call) and getattr(node.func, 'id', None) in ('dict', 'list', 'sorted') \
+            and len(node.args) == 1 and not node.keywords:
+        inner = _value(node.args[0], names)
+        return UNKNOWN if inner is UNKNOWN else {'dict': dict, 'list': list, 'sorted': sorted}[node.func.id](inner)
+    if isinstance(node, ast.Name) and node.id in names:
+        return _value(names.pop(node.id), names)  # popped: a name defined by itself ends here
+    if isinstance(node, ast.Name) and hasattr(CONSTANTS, node.id):
+        return getattr(CONSTANTS, node.id)
+    return UNKNOWN
+
+
+def _spec_fields(node):
+    if isinstance(node, ast.Dict):
+        return {key.value: value for key, value in zip(node.keys, node.values, strict=True)
+                if isinstance(key, ast.Constant)}
+    if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'dict':
+        return {keyword.arg: keyword.value for keyword in node.keywords if keyword.arg}
+    return None
+
+
+def _disagreements(spec, documented, names, prefix=''):
+    out = []
+    for name, node in spec.items():
+        fields, doc = _spec_fields(node), (documented or {}).get(name) or {}
+        if fields is None:
+            continue
+        for key, empty in (('type', 'str'), ('default', None), ('choices', None), ('elements', None),
+                           ('required', False)):
+            wanted = _value(fields[key], dict(names)) if key in fields else empty
+            if wanted is UNKNOWN:
+                continue
+            said = doc.get(key, empty)
+            if key == 'default' and wanted in ({}, [], None) and said in ({}, [], None):
+                continue  # an empty default, written either way
+            if wanted != said:
+                out.append(f'{prefix}{name}: {key} is {wanted!r} in argument_spec, {said!r} in DOCUMENTATION')
+        if 'options' in fields and _spec_fields(fields['options']) is not None:
+            out += _disagreements(_spec_fields(fields['options']), doc.get('suboptions'), names, f'{prefix}{name}.')
+    return out
+
+
+@pytest.mark.parametrize('path', MODULES, ids=lambda p: p.stem)
+def test_documentation_agrees_with_the_argument_spec(path):
+    """Types, defaults, choices and required in DOCUMENTATION are the argument_spec's (one source of
+    truth for the reference)."""
+    tree = ast.parse(path.read_text())
+    spec = next((_spec_fields(node.value) for node in ast.walk(tree)
+                 if isinstance(node, ast.keyword) and node.arg == 'argument_spec'), None)
+    if spec is None:
+        pytest.skip('argument_spec is not a literal')
+    names = {node.targets[0].id: node.value for node in tree.body
+             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+    assert _disagreements(spec, generate.load(path)[0].get('options'), names) == []
