@@ -241,7 +241,7 @@ def summarize(entries):
             hosts[key] = []
         if e['object'] not in hosts[key]:
             hosts[key].append(e['object'])
-    return [mask(f"{', '.join(hosts[key])}: {key[0]}") for key in order]
+    return [mask(f"{', '.join(sorted(hosts[key]))}: {key[0]}") for key in order]
 
 
 def machine_stdout(stdout_callback):
@@ -269,6 +269,7 @@ class CallbackModule(CallbackBase):
         self.toolkit_ran = False
         self.playbook = ''
         self.extra_path = None
+        self.itemized = set()
 
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(getattr(playbook, '_file_name', '') or '')
@@ -286,26 +287,43 @@ class CallbackModule(CallbackBase):
         action = getattr(task, 'resolved_action', None) or task.action or ''
         return str(action).rsplit('.', 1)[-1]
 
-    def _record(self, result):
+    def _record(self, result, one_item=False):
         task, host, res = result._task, result._host.get_name(), result._result
         module = self._module(task)
         if module in IGNORED:
             return
-        items = res.get('results') if isinstance(res.get('results'), list) else [res]
+        # A loop's items come one by one (with the host each was delegated to), then
+        # once more in the task's results, which carry no delegation: those are skipped.
+        key = (getattr(task, '_uuid', None) or id(task), host)
+        if one_item:
+            self.itemized.add(key)
+        elif key in self.itemized and isinstance(res.get('results'), list):
+            return
+        items = res.get('results') if isinstance(res.get('results'), list) and not one_item else [res]
         for item in items:
             if not isinstance(item, dict):
                 continue
+            # A delegated task (a loop over other hosts) ran on the delegated host: its name when
+            # Ansible gives it, else the task's delegate_to once templated, else its address.
+            delegated = item.get('_ansible_delegated_vars') or {}
+            target = str(getattr(task, 'delegate_to', '') or '')
+            where = (delegated.get('ansible_delegated_host')
+                     or (target if delegated and '{' not in target else '')
+                     or delegated.get('ansible_host') or host)
             args = (item.get('invocation') or {}).get('module_args') or {}
             if module in TOOLKIT and args.get('state') != 'query':
                 self.toolkit_ran = True
             if not item.get('changed'):
                 continue
-            for obj, change in entries_for(module, host, item, args, bool(task.no_log), task.get_name()):
-                self.entries.append({'object': obj, 'change': change, 'host': host, 'module': module,
-                                     'task': task.get_name(), 'host_scoped': obj == host})
+            for obj, change in entries_for(module, where, item, args, bool(task.no_log), task.get_name()):
+                self.entries.append({'object': obj, 'change': change, 'host': where, 'module': module,
+                                     'task': task.get_name(), 'host_scoped': obj == where})
 
     def v2_runner_on_ok(self, result):
         self._record(result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._record(result, one_item=True)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         if not ignore_errors:

@@ -88,7 +88,7 @@ def test_cluster_changes_without_a_diff_come_from_the_actions():
 
 def test_identical_host_changes_share_a_line():
     entries = []
-    for host in ('n1', 'n2'):
+    for host in ('n2', 'n1'):
         result = {'changed': True, 'actions': ['add fdb peer 10.0.0.9']}
         for obj, change in ps.entries_for('vxlan_overlay', host, result):
             entries.append({'object': obj, 'change': change, 'host': host, 'host_scoped': obj == host})
@@ -166,20 +166,28 @@ def test_the_callback_prints_and_writes_the_plan(callback, monkeypatch, tmp_path
     callback.v2_runner_on_ok(_result('n2', 'xfrm_tunnel', {'censored': 'hidden', 'changed': True},
                                      name='SAs', no_log=True))
     callback.v2_runner_on_unreachable(_result('n3', 'swarm_node', {}))
+    # A loop delegated to other hosts: each item, then the task's results without the delegation.
+    leave = _result('n1', 'swarm_node', {'changed': True, 'actions': ['left swarm abc'],
+                                         '_ansible_delegated_vars': {'ansible_delegated_host': 'n5'}})
+    callback.v2_runner_item_on_ok(leave)
+    leave._result = {'changed': True, 'results': [{'changed': True, 'actions': ['left swarm abc']}]}
+    callback.v2_runner_on_ok(leave)
     callback.v2_playbook_on_stats(None)
-    assert callback._display.lines[:6] == [
+    assert callback._display.lines[:7] == [
         '== SWARMFABRIC SUMMARY',
-        'Plan (check mode, nothing was changed): 3 changes',
+        'Plan (check mode, nothing was changed): 4 changes',
         '  service web: replicas 3 → 4',
         '  n2: add fdb peer 10.0.0.2',
         '  n2: SAs: changed (details hidden: no_log)',
+        '  node n5: left swarm abc',
         '  not reached: n3',
     ]
     report = json.loads(path.read_text())
     assert report['check_mode'] is True
-    assert report['lines'] == [line.strip() for line in callback._display.lines[2:5]]
+    assert report['lines'] == [line.strip() for line in callback._display.lines[2:6]]
     assert report['unreachable'] == ['n3']
-    assert [c['module'] for c in report['changes']] == ['swarm_service', 'vxlan_overlay', 'xfrm_tunnel']
+    assert [c['module'] for c in report['changes']] == ['swarm_service', 'vxlan_overlay', 'xfrm_tunnel', 'swarm_node']
+    assert report['changes'][-1]['host'] == 'n5'
     assert 'censored' not in path.read_text()
 
 
