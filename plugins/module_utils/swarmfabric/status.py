@@ -70,7 +70,9 @@ def read_services(services, tasks, nodes):
             'replicas': (mode.get('Replicated') or {}).get('Replicas'),
             'image': _image(((spec.get('TaskTemplate') or {}).get('ContainerSpec') or {}).get('Image')),
             'vips': sorted(v.get('Addr', '') for v in endpoint.get('VirtualIPs') or []),
-            'ports': sorted(p.get('PublishedPort') for p in endpoint.get('Ports') or [] if p.get('PublishedPort')),
+            # What Docker publishes, and what its spec asks for (host-mode ports included).
+            'ports': sorted({p.get('PublishedPort') for p in (endpoint.get('Ports') or [])
+                             + ((spec.get('EndpointSpec') or {}).get('Ports') or []) if p.get('PublishedPort')}),
             'tasks': {},
         }
     for task in tasks or []:
