@@ -1,7 +1,7 @@
 # Copyright: Swarmfabric contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A short human summary of what a run changed, or would change in check
-mode, at its end, and the same as JSON (docs/status.md, "The plan summary")."""
+mode, at its end, and the same as JSON (docs/gitops.md, "The plan summary")."""
 
 from __future__ import annotations
 
