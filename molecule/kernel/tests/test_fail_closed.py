@@ -19,7 +19,8 @@ import re
 import time
 
 import pytest
-from test_kernel import INJECT, INJECT_MAC, capture, count, overlay, overlay_address, run_ok
+from sf_capture import capture, count, run_ok
+from test_kernel import INJECT, INJECT_MAC, overlay, overlay_address
 
 TABLE = "swarmfabric_fabric"
 GUARD = "/etc/swarmfabric/fabric-guard.nft"

@@ -17,36 +17,10 @@ import subprocess
 import time
 
 import pytest
+from sf_capture import capture, count, run_ok
 
 PROJECT = pathlib.Path(__file__).resolve().parents[3]
 AEAD = "rfc4106(gcm(aes))"
-
-
-def run_ok(host, command):
-    result = host.run(command)
-    assert result.rc == 0, f"{command}: rc={result.rc} {result.stderr}"
-    return result.stdout
-
-
-def capture(host, name, bpf, action, iface="eth0"):
-    """Run action() while tcpdump captures bpf on iface (the underlay); return the pcap path."""
-    pcap = f"/tmp/sf-kl-{name}.pcap"
-    log, pid = f"/tmp/sf-kl-{name}.log", f"/tmp/sf-kl-{name}.pid"
-    run_ok(host, f"nohup tcpdump -i {iface} -nn -U -w {pcap} '{bpf}' >{log} 2>&1 & echo $! >{pid}")
-    run_ok(host, f"for i in $(seq 50); do grep -q listening /tmp/sf-kl-{name}.log && exit 0; sleep 0.2; done; exit 1")
-    try:
-        action()
-    finally:
-        # Under TCG tcpdump lags behind the wire: stop it only once the file
-        # has stopped growing, or packets still queued for it are lost.
-        run_ok(host, f"s=-1; for i in $(seq 20); do sleep 0.5; n=$(stat -c %s {pcap});"
-                     f" [ $n = $s ] && break; s=$n; done; kill -INT $(cat {pid});"
-                     f" for i in $(seq 25); do kill -0 $(cat {pid}) 2>/dev/null || break; sleep 0.2; done")
-    return pcap
-
-
-def count(host, pcap, bpf):
-    return int(run_ok(host, f"tcpdump -nn -r {pcap} '{bpf}' 2>/dev/null | wc -l").strip())
 
 
 # --- the lab itself -------------------------------------------------------
@@ -279,21 +253,47 @@ def test_mtu_exact(lab, description, fabric, results, encrypted, expected):
 
 
 def ipvs_real_servers(host):
+    """(kind, id) of each IPVS virtual service -> its real servers."""
     servers, current = {}, None
     for line in host.run("ipvsadm -Ln").stdout.splitlines():
         if re.match(r"^(TCP|UDP|FWM)\s", line):
-            current = line.split()[1]
+            current = tuple(line.split()[:2])
             servers[current] = set()
         elif current and line.strip().startswith("->") and "RemoteAddress" not in line:
             servers[current].add(line.split()[1])
     return servers
 
 
+def expected_ipvs(description, host):
+    """The real servers of each IPVS virtual service ``host`` must have, from the description alone:
+    per (protocol, target port) of a service with backends, one cluster service with all of them,
+    and, for a local-policy (or host-mode) port, one with the backends in this host's /24 slot,
+    unless it has none (the port refuses then, without a service)."""
+    want = []
+    for service in description["services"].values():
+        if not service.get("backends"):
+            continue
+        subnet = ipaddress.ip_network(description["overlays"][service["overlays"][0]]["subnet"])
+        slot = ipaddress.ip_network(f"{subnet.network_address + description['nodes'][host]['slot'] * 256}/24")
+        for key in sorted({(p.get("protocol", "tcp"), p["target"]) for p in service.get("publish", [])}):
+            ports = [p for p in service["publish"] if (p.get("protocol", "tcp"), p["target"]) == key]
+            want.append(sorted(service["backends"]))
+            if any(p.get("traffic_policy") == "local" or p.get("mode") == "host" for p in ports):
+                local = sorted(b for b in service["backends"] if ipaddress.ip_address(b.rsplit(":", 1)[0]) in slot)
+                if local:
+                    want.append(local)
+    return sorted(want)
+
+
 def test_ipvs_real_servers(lab, description, mesh):
-    wanted = {frozenset(s["backends"]) for s in description["services"].values() if s.get("backends")}
+    # Exactly the fwmark virtual services the description asks for, each with
+    # exactly its real servers: a missing, extra or stale service fails.
     for name, host in lab.items():
-        live = {frozenset(v) for v in ipvs_real_servers(host).values()}
-        assert wanted <= live, f"{name}: IPVS services {ipvs_real_servers(host)}"
+        servers = ipvs_real_servers(host)
+        wanted = expected_ipvs(description, name)
+        assert wanted, "the lab description has no service with backends"
+        assert sorted(kind for kind, _id in servers) == ["FWM"] * len(wanted), f"{name}: IPVS services {servers}"
+        assert sorted(sorted(real) for real in servers.values()) == wanted, f"{name}: IPVS services {servers}"
 
 
 def test_published_port_on_every_host_and_spread(lab, underlay, description, mesh):
@@ -311,7 +311,7 @@ def test_published_port_on_every_host_and_spread(lab, underlay, description, mes
     assert len(served) > 1
 
 
-def test_key_rotation_loses_no_packet(lab, underlay, description, fabric, results):
+def test_key_rotation_loses_no_packet(lab, underlay, description, fabric, results, rotations):
     playbook = PROJECT / "playbooks" / "rotate-keys.yml"
     if not playbook.exists():
         pytest.skip("playbooks/rotate-keys.yml is not in the tree yet (issue 4)")
@@ -325,6 +325,7 @@ def test_key_rotation_loses_no_packet(lab, underlay, description, fabric, result
     try:
         subprocess.run(["ansible-playbook", "-i", str(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
                         str(playbook)], check=True)
+        rotations.append("test_key_rotation_loses_no_packet")
     finally:
         run_ok(host, "sleep 1; kill -INT $(cat /tmp/sf-kl-rot.pid); rm -f /tmp/sf-kl-sample.on; sleep 0.5")
     summary = run_ok(host, "cat /tmp/sf-kl-rot.log")

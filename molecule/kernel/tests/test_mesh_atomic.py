@@ -3,7 +3,9 @@
 On node1, roles/mesh applies a changed description (one real server of
 `echo` replaced, a new service `extra` with its own VIP and fwmark) through
 a PATH shim that counts every call of the mesh's tools. A clean run counts
-them; then the same apply is repeated with call 1, 2, ... N failing in turn.
+them; then the same apply (mesh_ruleset with the arguments the role gave it
+in the clean run) is repeated with call 1, 2, ... N failing in turn, all in
+one playbook run (one Ansible start instead of N under TCG).
 After each failure node1's state must be byte-identical to before:
 `nft -s list ruleset`, `iptables-save` without counters, `ipvsadm -Sn` and
 the shim's IPv4 addresses. Runs last (file order); node1 is converged back
@@ -68,12 +70,11 @@ def node(lab):
     return host
 
 
-def play(plan, fail=()):
-    """roles/mesh on node1 through the shim; the mesh_ruleset result."""
+def run_playbook(text, extra_vars):
+    """ansible-playbook of ``text`` with ``extra_vars``; the task results on node1, in order."""
     with tempfile.TemporaryDirectory(prefix="sf-kl-atomic-") as tmp:
-        (pathlib.Path(tmp) / "play.yml").write_text(PLAYBOOK)
-        (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
-            {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": {}, "sf_fail": " ".join(map(str, fail))}))
+        (pathlib.Path(tmp) / "play.yml").write_text(text)
+        (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(extra_vars))
         env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
         argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", f"@{tmp}/vars.json",
                 f"{tmp}/play.yml"]
@@ -82,20 +83,74 @@ def play(plan, fail=()):
         out = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         raise AssertionError(f"ansible gave no JSON: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}") from exc
-    tasks = {t["task"]["name"]: t["hosts"][HOST] for t in out["plays"][0]["tasks"]}
-    return next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
+    return [(t["task"]["name"], t["hosts"][HOST]) for t in out["plays"][0]["tasks"] if HOST in t["hosts"]]
+
+
+def play(plan):
+    """roles/mesh on node1 through the shim; the mesh_ruleset result."""
+    tasks = run_playbook(PLAYBOOK, {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": {}})
+    return next(r for name, r in tasks if name.endswith("Apply the mesh ruleset"))
+
+
+def unsafe(value):
+    """``value`` as YAML flow text whose strings Ansible never templates."""
+    if isinstance(value, str):
+        return "!unsafe " + json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {unsafe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(unsafe(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def fail_each(args, points):
+    """mesh_ruleset with ``args`` once per failure point, in one run: [(result, state, calls)]."""
+    point = (f"- name: Apply the mesh ruleset with one call failing\n"
+             f"  mesh_ruleset: {unsafe(args)}\n"
+             f"  environment: {{PATH: \"{SHIM_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\","
+             f" SF_SHIM_DIR: {SHIM_DIR}, SF_SHIM_FAIL: \"{{{{ sf_point }}}}\"}}\n"
+             f"  ignore_errors: true\n"
+             f"- name: The state after it, and its calls\n"
+             f"  ansible.builtin.shell: {unsafe(STATE + CALLS)}\n"
+             f"  changed_when: false\n")
+    with tempfile.TemporaryDirectory(prefix="sf-kl-points-") as tmp:
+        (pathlib.Path(tmp) / "point.yml").write_text(point)
+        text = (f"- hosts: {HOST}\n  gather_facts: false\n  tasks:\n"
+                f"    - ansible.builtin.include_tasks: {tmp}/point.yml\n"
+                f"      loop: {json.dumps(list(points))}\n      loop_control: {{loop_var: sf_point}}\n")
+        tasks = run_playbook(text, {})
+    applies = [r for name, r in tasks if name == "Apply the mesh ruleset with one call failing"]
+    states = [r["stdout"] + "\n" for name, r in tasks if name == "The state after it, and its calls"]
+    assert len(applies) == len(states) == len(points), tasks[-3:]
+    out = []
+    for result, text in zip(applies, states, strict=True):
+        state, log = text.split("#calls\n")
+        out.append((result, parse_state(state), parse_calls(log)))
+    return out
+
+
+# node1's state that an apply may change, and the shim's call log (read and reset).
+STATE = ("nft -s list ruleset; echo '#--'; iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//';"
+         " echo '#--'; ipvsadm -Sn; echo '#--'; ip -4 addr show dev sf-sealed-h; ")
+CALLS = f"echo '#calls'; cat {SHIM_DIR}/log 2>/dev/null; rm -f {SHIM_DIR}/log {SHIM_DIR}/count"
+
+
+def parse_state(text):
+    # The shell module strips the output's last newline, testinfra does not: compare without it.
+    nft, ipt, ipvs, addrs = text.split("#--\n")
+    return {"nft": nft, "iptables": ipt, "ipvs": ipvs, "addresses": addrs.rstrip("\n")}
+
+
+def parse_calls(text):
+    return [[*line.split(" ", 2)[1:], ""] for line in text.splitlines()]
 
 
 def calls(host):
-    log = host.run(f"cat {SHIM_DIR}/log 2>/dev/null; rm -f {SHIM_DIR}/log {SHIM_DIR}/count").stdout
-    return [[*line.split(" ", 2)[1:], ""] for line in log.splitlines()]
+    return parse_calls(host.run(CALLS).stdout.split("#calls\n", 1)[1])
 
 
 def snapshot(host):
-    out = host.run("nft -s list ruleset; echo '#--'; iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//';"
-                   " echo '#--'; ipvsadm -Sn; echo '#--'; ip -4 addr show dev sf-sealed-h").stdout
-    nft, ipt, ipvs, addrs = out.split("#--\n")
-    return {"nft": nft, "iptables": ipt, "ipvs": ipvs, "addresses": addrs}
+    return parse_state(host.run(STATE).stdout)
 
 
 def is_write(tool, args):
@@ -119,6 +174,8 @@ def test_an_ipvs_apply_failing_at_any_call_leaves_the_previous_state_byte_identi
     result = play(plan_b)
     assert not result.get("failed") and result["changed"] and result["backend"] == "ipvs", result.get("msg")
     clean = calls(node)
+    # The clean run's arguments, as the role rendered them (nothing in them is secret).
+    args = {k: v for k, v in result["invocation"]["module_args"].items() if v is not None}
     writes = [n for n, (tool, args, *_rest) in enumerate(clean, 1) if is_write(tool, args)]
     tools = [clean[n - 1][0] for n in writes]
     # VIP, marks, IPVS services in; the ARP guard's change; the drained real server out last.
@@ -133,14 +190,14 @@ def test_an_ipvs_apply_failing_at_any_call_leaves_the_previous_state_byte_identi
     calls(node)
     before = snapshot(node)
     try:
-        for n in range(1, len(clean) + 1):
-            result = play(plan_b, fail=[n])
-            log = calls(node)
+        points = range(1, len(clean) + 1)
+        for n, (result, state, log) in zip(points, fail_each(args, points), strict=True):
             msg = result.get("msg", "")
             assert result.get("failed") and msg.startswith("Cannot apply the mesh: "), (n, result)
             assert f"injected failure in call {n}" in msg and "could NOT" not in msg, (n, msg)
             assert ("; rolled back " in msg) == any(w < n for w in writes), (n, msg)
-            assert snapshot(node) == before, f"call {n} ({' '.join(clean[n - 1][:2])}) failed; {msg}; {log}"
+            assert log and log[n - 1][0] == clean[n - 1][0], (n, log)  # it failed where the clean run made call n
+            assert state == before, f"call {n} ({' '.join(clean[n - 1][:2])}) failed; {msg}; {log}"
     finally:
         play(plan_a)
         node.run(f"rm -rf {SHIM_DIR}")
