@@ -173,29 +173,20 @@ actions:
   sample: ["scaled web from 3 to 5 replicas"]
 """
 
-import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.swarmfabric import netgen
+from ansible.module_utils.swarmfabric import duration, netgen
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError, version_tuple
 from ansible.module_utils.swarmfabric.module import Change
 
-DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 # The first Engine API version that keeps TaskTemplate.ContainerSpec.Sysctls (Docker 19.03).
 SYSCTLS_API = (1, 40)
-UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def duration_ns(text):
-    """'1m30s' -> nanoseconds; a bare number is seconds."""
-    text = str(text).strip()
-    if re.fullmatch(r"\d+", text):
-        return int(text) * 10**9
-    parts = DURATION.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 5s, 1m30s, 250ms)")
-    return int(sum(float(number) * UNIT_NS[unit] for number, unit in parts))
+    """'1m30s' -> nanoseconds, in the description's one grammar; a bare number is seconds."""
+    return duration.to_ns(text)
 
 
 def hosts_entries(hosts):
