@@ -20,10 +20,6 @@ description:
     removes the older versions.
 author: Swarmfabric contributors
 options:
-  socket:
-    description: Path of the Docker Engine API unix socket.
-    type: path
-    default: /var/run/docker.sock
   state:
     description: C(query) reads the record; C(present) writes O(record).
     type: str
@@ -52,6 +48,7 @@ attributes:
     support: full
 extends_documentation_fragment:
   - swarmfabric
+  - swarmfabric.docker
 """
 
 EXAMPLES = r"""
