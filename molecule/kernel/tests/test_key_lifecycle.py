@@ -85,7 +85,7 @@ def encrypted_fabric(lab, description):
     device = "sf-" + sealed(description)[0]
     for name, host in lab.items():
         if host.run(f"ip link show dev {device}").rc != 0:
-            pytest.skip(f"fabric not converged on {name}: no {device}")
+            pytest.fail(f"fabric not converged on {name}: no {device} (the converge puts it on every host)")
     return device
 
 
