@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from swarmfabric.plan import FWMARK_BASE, PlanError, build_plan, host_view, stable_hash, underlay_address
 
 LAB = yaml.safe_load((REPO / 'inventory/lab/group_vars/all/swarm.yml').read_text())['swarm']
+NOW = 1_800_000_000
 LAB_VARS = {f'node{i}': {'swarm_advertise_addr': f'172.30.0.1{i}'} for i in range(1, 6)}
 
 
@@ -50,12 +51,12 @@ def test_lab_plan_follows_the_contract():
     assert {k: v for k, v in appnet.items() if k != 'members'} == {
         'vni': 300, 'port': 4789, 'encrypted': False, 'mtu': 'auto', 'subnet': '10.20.0.0/16',
         'prefixlen': 16, 'node_prefix': 24, 'device': 'sf-appnet', 'gateway': '10.20.0.1',
-        'vip_range': '10.20.255.0/24',
+        'vip_prefix': 22, 'vip_range': '10.20.252.0/22',
     }
     assert list(appnet['members']) == sorted(appnet['members'])
     for host, member in appnet['members'].items():
         slot = member['slot']
-        assert 1 <= slot <= 254
+        assert 1 <= slot <= 251
         assert member == {'underlay': LAB_VARS[host]['swarm_advertise_addr'], 'slot': slot,
                           'address': f'10.20.{slot}.1', 'range': f'10.20.{slot}.0/24'}
     web = plan['services']['web']
@@ -63,7 +64,7 @@ def test_lab_plan_follows_the_contract():
     assert web['publish'] == [{'published': 8080, 'target': 80, 'protocol': 'tcp', 'mode': 'ingress',
                                'traffic_policy': 'cluster'}]
     assert web['backends'] == [] and web['update'] == {'parallelism': 1, 'delay': '5s'}
-    assert ipaddress.IPv4Address(web['vip']) in ipaddress.IPv4Network('10.20.255.0/24')
+    assert ipaddress.IPv4Address(web['vip']) in ipaddress.IPv4Network('10.20.252.0/22')
     assert web['fwmark'] & 0xFFFF0000 == FWMARK_BASE
     assert plan['mesh'] == {'backend': 'auto', 'scheduler': 'rr', 'health_port': 10256,
                             'ipvs_timeouts': {'tcp': 7500, 'tcpfin': 120, 'udp': 300},
@@ -122,24 +123,36 @@ def test_no_overlays_means_no_slot():
 # ---------------------------------------------------------------- collisions
 
 
-def test_slot_collision_names_both_hosts_and_the_fix():
-    # On a /22 cut into /24s only slots 1 and 2 are usable; "a" and "b" both hash to 1.
+def test_hashed_slots_that_meet_take_the_next_free_one_and_two_pins_on_one_slot_are_an_error():
+    # On a /22 cut into /24s (the VIP range is its last /24) only slots 1 and 2 are usable;
+    # "a" and "b" both hash to 1: "b" (later in name order) takes 2.
+    plan = build_plan(describe(['a', 'b', 'd'][:2], subnet='10.0.0.0/22'), {})
+    assert {h: m['slot'] for h, m in plan['overlays']['appnet']['members'].items()} == {'a': 1, 'b': 2}
     with pytest.raises(PlanError) as caught:
         build_plan(describe(['a', 'b', 'd'], subnet='10.0.0.0/22'), {})
     assert caught.value.errors == [
-        'swarm.nodes.b.slot: 1 on overlay appnet is already taken by a; '
-        'pin one of them to a free slot with swarm.nodes.b.slot or swarm.nodes.a.slot'
+        'swarm.overlays.appnet.subnet: 10.0.0.0/22 holds 2 node ranges of /24 (below the gateway and the VIP '
+        'range 10.0.3.0/24); 3 nodes need 3: use a larger subnet or a longer node_prefix'
     ]
-    build_plan(describe(['a', 'b'], subnet='10.0.0.0/22', nodes={'b': {'slot': 2}}), {})
+    with pytest.raises(PlanError) as caught:
+        build_plan(describe(['a', 'b'], subnet='10.0.0.0/22', nodes={'a': {'slot': 2}, 'b': {'slot': 2}}), {})
+    assert caught.value.errors == [
+        'swarm.nodes.b.slot: 2 on overlay appnet is also pinned for a; pin one of them to another slot'
+    ]
 
 
-def test_vip_collision_is_an_error():
+def test_an_explicit_vip_wins_over_a_hashed_one_but_not_over_a_kept_one():
     services = {'api': {'image': 'x', 'overlays': ['appnet']}}
-    vip = build_plan(describe(['a'], services=services), {})['services']['api']['vip']
+    first = build_plan(describe(['a'], services=services), {}, now=NOW)
+    vip = first['services']['api']['vip']
     services['web'] = {'image': 'x', 'overlays': ['appnet'], 'vip': vip}
-    with pytest.raises(PlanError, match=f'swarm.services.api.vip: {vip} on overlay appnet is already taken by '
-                                        'service web'):
-        build_plan(describe(['a'], services=services), {})
+    # Without a record (validation, a first run) api simply takes the next free address.
+    moved = build_plan(describe(['a'], services=services), {}, now=NOW)['services']
+    assert moved['web']['vip'] == vip and moved['api']['vip'] != vip
+    # With the record api's VIP is live: it never moves, the pin is refused.
+    with pytest.raises(PlanError, match=f'swarm.services.web.vip: {vip} on overlay appnet is the VIP of service api '
+                                        r'\(its allocation, kept in the swarm, never moves\)'):
+        build_plan(describe(['a'], services=services), {}, record=first['allocations'], now=NOW)
 
 
 def test_fwmark_collision_takes_the_next_free_mark():
@@ -279,13 +292,13 @@ def test_a_thousand_nodes_plan_fast():
 def test_services_resolve_the_vips_of_services_sharing_an_overlay():
     services = {
         'web': {'image': 'i', 'overlays': ['appnet']},
-        'api': {'image': 'i', 'overlays': ['appnet'], 'vip': '10.0.255.7'},
+        'api': {'image': 'i', 'overlays': ['appnet'], 'vip': '10.255.255.7'},
         'db': {'image': 'i', 'overlays': ['appnet'], 'endpoint_mode': 'dnsrr'},
         'lone': {'image': 'i'},
     }
     plan = build_plan(describe(['m1'], services=services), underlays(['m1']))
     web_vip = plan['services']['web']['vip']
-    expected = ['api:10.0.255.7', f'web:{web_vip}']
+    expected = ['api:10.255.255.7', f'web:{web_vip}']
     assert plan['services']['web']['hosts'] == expected
     assert plan['services']['db']['hosts'] == expected  # dnsrr: no VIP of its own, but resolves the others
     assert plan['services']['lone']['hosts'] == []

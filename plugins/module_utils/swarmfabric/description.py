@@ -104,6 +104,7 @@ OVERLAY = _obj({
     'port': PORT,
     'mtu': {'anyOf': [{'const': 'auto'}, _int(1280, 9000)], 'description': 'must be auto or an integer in 1280..9000'},
     'node_prefix': _int(9, 30),
+    'vip_prefix': _int(9, 30),
 }, required=['vni', 'subnet'])
 
 SERVICE = _obj({
@@ -161,6 +162,9 @@ SCHEMA = _obj({
         SERVICE,
     ),
     'mesh': MESH,
+    'allocation': _obj({
+        'hold': _text(DURATION, f'is not a duration like {duration.EXAMPLES}', noun='a duration string'),
+    }),
 }, required=['name', 'managers'])
 
 
@@ -782,13 +786,23 @@ def _check_overlays(swarm, hosts, pins, report):
         for other in overlapping:
             report.add(f'{where}.subnet: {show(str(network))} overlaps overlay {other} '
                        f'({geometries[other].network})')
-        geometry = Geometry(str(network), node_prefix)
+        vip_prefix = overlay.get('vip_prefix')
+        if vip_prefix is not None:
+            if not _is_int(vip_prefix) or not 9 <= vip_prefix <= 30:
+                continue
+            if vip_prefix <= network.prefixlen:
+                report.add(f'{where}.vip_prefix: {vip_prefix} must be longer than the subnet prefix '
+                           f'/{network.prefixlen} (the VIP range is the top of the subnet; the gateway and the '
+                           'node ranges live below it)')
+                continue
+        geometry = Geometry(str(network), node_prefix, vip_prefix)
         geometries[name] = geometry
         if geometry.usable < len(hosts):
+            shown = f'/{geometry.vip_prefix}' + ('' if vip_prefix is not None else ' (the default)')
             report.add(
                 f'{where}.subnet: {show(str(network))} is too small: it holds {geometry.usable} node ranges of '
-                f'/{node_prefix} (after the gateway and VIP ranges) for {len(hosts)} nodes; '
-                f'use a larger subnet or a longer node_prefix'
+                f'/{node_prefix} (after the gateway range and the VIP range {geometry.vip_range}, vip_prefix '
+                f'{shown}) for {len(hosts)} nodes; use a larger subnet, a longer node_prefix or a longer vip_prefix'
             )
             continue
         in_range = {}
@@ -799,7 +813,7 @@ def _check_overlays(swarm, hosts, pins, report):
             else:
                 in_range[host] = slot
         usable_hosts = [h for h in hosts if h not in pins or h in in_range]
-        for line in allocate_slots(name, usable_hosts, in_range, geometry)[1]:
+        for line in allocate_slots(name, usable_hosts, in_range, geometry)[2]:
             report.add(line)
     return geometries
 
@@ -980,9 +994,9 @@ def _check_services(swarm, geometries, report):
             report.add(f'{where}.publish: {len(endpoints)} distinct (protocol, target) pairs is more than the '
                        f'{FWMARK_ENDPOINT_MAX + 1} the mesh can mark per service')
     for overlay, services in wanted.items():
-        for line in allocate_vips(overlay, services, geometries[overlay])[1]:
+        for line in allocate_vips(overlay, services, geometries[overlay])[2]:
             report.add(line)
-    for line in allocate_fwmarks(_dict(swarm.get('services')))[1]:
+    for line in allocate_fwmarks(_dict(swarm.get('services')))[2]:
         report.add(line)
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 from collections.abc import Mapping
 
 # Marks, timeouts and the health port of the mesh: constants.py (one place).
+from . import alloc
 from .constants import CONNTRACK_TIMEOUTS, FWMARK_BASE, FWMARK_BITS, HEALTH_PORT, IPVS_TIMEOUTS
 
 
@@ -47,22 +49,52 @@ def stable_hash(text):
     return int.from_bytes(hashlib.sha256(text.encode('utf-8')).digest()[:8], 'big')
 
 
+# The default VIP range: a /22 (1,022 VIPs) where the subnet is large enough
+# (/18 or larger) and node ranges are smaller than it; otherwise one node range,
+# the layout from before vip_prefix existed (docs/description.md, "Overlays").
+VIP_PREFIX_DEFAULT = 22
+VIP_PREFIX_MIN_SUBNET = 18
+# How long a gone node's slot or a gone service's VIP and mark stay held for its return.
+HOLD_DEFAULT = '24h'
+
+
+def default_vip_prefix(prefixlen, node_prefix):
+    """The VIP range's prefix when ``vip_prefix`` is not set."""
+    if node_prefix > VIP_PREFIX_DEFAULT and prefixlen <= VIP_PREFIX_MIN_SUBNET:
+        return VIP_PREFIX_DEFAULT
+    return node_prefix
+
+
 class Geometry:
     """An overlay subnet cut into equal node ranges ("slots").
 
-    Slot 0 holds the anycast gateway, the last slot holds the VIPs, and the
-    slots in between belong to one node each.
+    Slot 0 holds the anycast gateway; the VIP range is the top ``vip_prefix``
+    of the subnet, sized on its own; the slots below it belong to one node each.
     """
 
-    def __init__(self, subnet, node_prefix):
+    def __init__(self, subnet, node_prefix, vip_prefix=None):
         self.network = ipaddress.IPv4Network(subnet)
         self.node_prefix = node_prefix
+        if vip_prefix is None:
+            vip_prefix = default_vip_prefix(self.network.prefixlen, node_prefix)
+        self.vip_prefix = vip_prefix
         self.slots = 2 ** (node_prefix - self.network.prefixlen)
         self.range_size = 2 ** (32 - node_prefix)
+        base = int(self.network.network_address)
+        vip_size = 2 ** (32 - vip_prefix)
+        self.vip_range = ipaddress.IPv4Network((int(self.network.broadcast_address) + 1 - vip_size, vip_prefix))
+        # Node slots end where the VIP range starts (a VIP range smaller than a
+        # node range still takes that whole slot).
+        self._vip_start_slot = (int(self.vip_range.network_address) - base) // self.range_size
 
     @property
     def usable(self):
-        return max(self.slots - 2, 0)
+        return max(self._vip_start_slot - 1, 0)
+
+    @property
+    def vip_count(self):
+        """VIPs in the range: never its network or broadcast address."""
+        return max(self.vip_range.num_addresses - 2, 0)
 
     def slot_range(self, slot):
         base = int(self.network.network_address) + slot * self.range_size
@@ -75,81 +107,117 @@ class Geometry:
     def gateway(self):
         return self.first_host(0)
 
-    @property
-    def vip_range(self):
-        return self.slot_range(self.slots - 1)
-
     def hashed_slot(self, host):
         return 1 + stable_hash(host) % self.usable
 
-    def hashed_vip(self, service):
-        # The VIP range's network and broadcast addresses are never handed out.
-        count = self.range_size - 2
-        return self.first_host(self.slots - 1) + stable_hash(service) % count
+    def vip_address(self, offset):
+        return self.vip_range.network_address + 1 + offset
+
+    def vip_offset(self, address):
+        """The offset of a VIP in the range; None when it is not one of the range's VIPs."""
+        offset = int(ipaddress.IPv4Address(address)) - int(self.vip_range.network_address) - 1
+        return offset if 0 <= offset < self.vip_count else None
+
+    def hashed_offset(self, service):
+        return stable_hash(service) % self.vip_count
 
 
-def allocate_slots(overlay, hosts, pins, geometry):
-    """Map each host to its slot on one overlay; return (slots, errors)."""
-    slots, owner, errors = {}, {}, []
+def _slot_parser(geometry):
+    def parse(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= geometry.usable:
+            return None
+        return value
+    return parse
+
+
+def _mark_low(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value & ~((1 << FWMARK_BITS) - 1) != FWMARK_BASE:
+        return None
+    return value & ((1 << FWMARK_BITS) - 1)
+
+
+def allocate_slots(overlay, hosts, pins, geometry, entries=None, now=0, hold=0):
+    """Each host's slot on one overlay; return (slots, record entries, errors).
+
+    ``entries`` are the record's {host: (slot, released)}: a slot that exists never moves.
+    """
     if geometry.usable < 1:
-        return slots, errors
-    # Pinned hosts first: a pin always keeps its slot.
-    for host in sorted(hosts, key=lambda h: (h not in pins, h)):
-        pinned = pins.get(host)
-        slot = pinned if pinned is not None else geometry.hashed_slot(host)
-        other = owner.get(slot)
-        if other is not None:
-            errors.append(
-                f'swarm.nodes.{host}.slot: {slot} on overlay {overlay} is already taken by {other}; '
-                f'pin one of them to a free slot with swarm.nodes.{host}.slot or swarm.nodes.{other}.slot'
-            )
-            continue
-        owner[slot] = host
-        slots[host] = slot
-    return slots, errors
+        return {}, {}, [f'swarm.overlays.{overlay}.subnet: {geometry.network} holds no node range '
+                        f'of /{geometry.node_prefix} below its VIP range {geometry.vip_range}']
+    values, record, conflicts = alloc.allocate(hosts, pins, entries or {}, geometry.usable, geometry.hashed_slot,
+                                               now, hold, low=1)
+    errors = []
+    for c in conflicts:
+        if c.kind == 'full':
+            errors.append(f'swarm.overlays.{overlay}.subnet: {geometry.network} holds {c.size} node ranges of '
+                          f'/{geometry.node_prefix} (below the gateway and the VIP range {geometry.vip_range}); '
+                          f'{c.needed} nodes need {c.needed}: use a larger subnet or a longer node_prefix')
+        elif c.kind == 'pins':
+            errors.append(f'swarm.nodes.{c.name}.slot: {c.value} on overlay {overlay} is also pinned for {c.other}; '
+                          f'pin one of them to another slot')
+        else:
+            errors.append(f'swarm.nodes.{c.name}.slot: {c.value} on overlay {overlay} is the slot of {c.other} '
+                          f'(its allocation, kept in the swarm, never moves); pin {c.name} to a free slot, or pin '
+                          f'{c.other} to another one as well')
+    return values, record, errors
 
 
-def allocate_vips(overlay, wanted, geometry):
+def allocate_vips(overlay, wanted, geometry, entries=None, now=0, hold=0):
     """Give each VIP service an address in the overlay's VIP range.
 
-    ``wanted`` maps service name to its explicit VIP or None; return (vips, errors).
+    ``wanted`` maps service name to its explicit VIP or None; ``entries`` are the record's
+    {service: (offset, released)}. Return (vips, record entries, errors).
     """
-    vips, owner, errors = {}, {}, []
-    # Explicit VIPs first, so that a hashed VIP never takes a pinned one's place.
-    order = sorted(wanted, key=lambda name: (wanted[name] is None, name))
-    for name in order:
-        explicit = wanted[name]
-        vip = ipaddress.IPv4Address(explicit) if explicit is not None else geometry.hashed_vip(name)
-        other = owner.get(vip)
-        if other is not None:
-            errors.append(
-                f'swarm.services.{name}.vip: {vip} on overlay {overlay} is already taken by service {other}; '
-                f'set swarm.services.{name}.vip to a free address in {geometry.vip_range}'
-            )
+    errors, pins = [], {}
+    for name, explicit in sorted(wanted.items()):
+        if explicit is None:
             continue
-        owner[vip] = name
-        vips[name] = str(vip)
-    return vips, errors
+        offset = geometry.vip_offset(explicit)
+        if offset is None:
+            errors.append(f'swarm.services.{name}.vip: {explicit} is not in the VIP range {geometry.vip_range} '
+                          f'of overlay {overlay}')
+            continue
+        pins[name] = offset
+    names = [n for n in wanted if wanted[n] is None or n in pins]
+    if geometry.vip_count < 1:
+        return {}, {}, [*errors, f'swarm.overlays.{overlay}.vip_prefix: the VIP range {geometry.vip_range} '
+                                 'holds no VIP']
+    values, record, conflicts = alloc.allocate(names, pins, entries or {}, geometry.vip_count,
+                                               geometry.hashed_offset, now, hold)
+    for c in conflicts:
+        if c.kind == 'full':
+            shorter = geometry.vip_prefix - 1
+            errors.append(f'swarm.overlays.{overlay}.vip_prefix: the VIP range {geometry.vip_range} holds '
+                          f'{c.size} VIPs; {c.needed} VIP services on overlay {overlay} need {c.needed}: '
+                          f'use a shorter vip_prefix (/{shorter} holds {2 ** (32 - shorter) - 2})')
+        elif c.kind == 'pins':
+            errors.append(f'swarm.services.{c.name}.vip: {geometry.vip_address(c.value)} on overlay {overlay} is '
+                          f'also the vip of service {c.other}; set swarm.services.{c.name}.vip to a free address '
+                          f'in {geometry.vip_range}')
+        else:
+            errors.append(f'swarm.services.{c.name}.vip: {geometry.vip_address(c.value)} on overlay {overlay} is '
+                          f'the VIP of service {c.other} (its allocation, kept in the swarm, never moves); set '
+                          f'swarm.services.{c.name}.vip to a free address in {geometry.vip_range}, or set '
+                          f'swarm.services.{c.other}.vip to another one as well')
+    vips = {name: str(geometry.vip_address(offset)) for name, offset in values.items()}
+    shown = alloc.record_of(record, lambda offset: str(geometry.vip_address(offset)))
+    return vips, shown, errors
 
 
-def allocate_fwmarks(names):
-    """Map each service name to its firewall mark; return (marks, errors).
+def allocate_fwmarks(names, entries=None, now=0, hold=0):
+    """Map each service name to its firewall mark; return (marks, record entries, errors).
 
-    Marks are internal (no user ever types one), so a hash collision is not
-    an error: in name order, the later service takes the next free mark. Only
-    a service added next to a colliding one can see its mark move.
+    Marks are internal (no user ever types one): a new service takes the first free mark
+    from its hash upward; a mark that exists never moves.
     """
     space = 1 << FWMARK_BITS
-    if len(names) > space:
-        return {}, [f'swarm.services: {len(names)} services is more than the {space} firewall marks of the mesh']
-    marks, taken = {}, set()
-    for name in sorted(names):
-        low = stable_hash(name) % space
-        while low in taken:
-            low = (low + 1) % space
-        taken.add(low)
-        marks[name] = FWMARK_BASE | low
-    return marks, []
+    values, record, conflicts = alloc.allocate(list(names), {}, entries or {}, space,
+                                               lambda name: stable_hash(name) % space, now, hold)
+    if conflicts:
+        return {}, {}, [f'swarm.services: {len(list(names))} services is more than the {space} firewall marks '
+                        'of the mesh']
+    return ({name: FWMARK_BASE | low for name, low in values.items()},
+            alloc.record_of(record, lambda low: FWMARK_BASE | low), [])
 
 
 def normalize(swarm):
@@ -176,9 +244,11 @@ def normalize(swarm):
             'mtu': overlay.get('mtu', 'auto'),
             'subnet': overlay['subnet'],
             'node_prefix': overlay.get('node_prefix', 24),
+            'vip_prefix': overlay.get('vip_prefix'),
         }
     services = {name: _normalize_service(service) for name, service in (swarm.get('services') or {}).items()}
     mesh = swarm.get('mesh') or {}
+    allocation = swarm.get('allocation') or {}
     return {
         'name': swarm['name'],
         'managers': managers,
@@ -189,6 +259,7 @@ def normalize(swarm):
         'nodes': nodes,
         'overlays': overlays,
         'services': services,
+        'allocation': {'hold': allocation.get('hold', HOLD_DEFAULT)},
         'mesh': {
             'backend': mesh.get('backend', 'auto'),
             'scheduler': mesh.get('scheduler', 'rr'),
@@ -274,25 +345,59 @@ def swarm_addresses(nodes):
     return found
 
 
-def build_plan(swarm, hostvars, swarm_nodes=None):
-    """Compute the whole plan (docs/architecture.md); raise PlanError on collisions.
+def _pool(raw, key):
+    found = raw.get(key) if isinstance(raw, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def read_record(record, name):
+    """The record read from the swarm (swarm_allocations state=query), checked; {} for none."""
+    record = plain(record or {})
+    if not isinstance(record, dict) or not record:
+        return {}
+    version = record.get('version')
+    if isinstance(version, int) and version > alloc.RECORD_VERSION:
+        raise PlanError([f'Cannot read the allocation record of swarm {name}: it is version {version}, '
+                         f'newer than this toolkit\'s {alloc.RECORD_VERSION}; use a newer Swarmfabric'])
+    if record.get('swarm') not in (None, name):
+        return {}
+    return record
+
+
+def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None):
+    """Compute the whole plan (docs/architecture.md); raise PlanError on what cannot be allocated.
 
     ``swarm_nodes`` is the swarm's node list as a live manager reports it; it
     gives the underlay of hosts that have neither an address variable nor facts.
+    ``record`` is the allocation record kept in the swarm (swarm_allocations
+    state=query; None or {} before the first converge): what it allocated never
+    moves. ``now`` (epoch seconds) dates the holds; the plan's ``allocations``
+    is the record to write back.
     """
     desc = normalize(swarm)
+    now = int(time.time() if now is None else now)
+    hold = alloc.seconds(desc['allocation']['hold'])
+    record = read_record(record, desc['name'])
+    kept = _pool(record, 'overlays')
     hosts = desc['managers'] + desc['workers']
     pins = {host: node['slot'] for host, node in desc['nodes'].items() if node['slot'] is not None}
     known = swarm_addresses(swarm_nodes)
     underlay = {host: underlay_address(_host_vars(hostvars, host), desc['advertise_interface']) or known.get(host)
                 for host in hosts}
     errors = []
+    allocations = {'version': alloc.RECORD_VERSION, 'swarm': desc['name'], 'overlays': {}, 'fwmarks': {}}
 
-    overlays = {}
+    overlays, geometries = {}, {}
     for name, overlay in desc['overlays'].items():
-        geometry = Geometry(overlay['subnet'], overlay['node_prefix'])
-        slots, problems = allocate_slots(name, hosts, pins, geometry)
+        geometry = Geometry(overlay['subnet'], overlay['node_prefix'], overlay['vip_prefix'])
+        geometries[name] = geometry
+        old = kept.get(name) if isinstance(kept.get(name), Mapping) else {}
+        same = old.get('subnet') == str(geometry.network) and old.get('node_prefix') == geometry.node_prefix
+        entries = alloc.entries_of(_pool(old, 'slots'), _slot_parser(geometry)) if same else {}
+        slots, slot_record, problems = allocate_slots(name, hosts, pins, geometry, entries, now, hold)
         errors += problems
+        allocations['overlays'][name] = {'subnet': str(geometry.network), 'node_prefix': geometry.node_prefix,
+                                         'vip_range': str(geometry.vip_range), 'slots': slot_record, 'vips': {}}
         members = {}
         for host in sorted(slots):
             members[host] = {
@@ -303,39 +408,54 @@ def build_plan(swarm, hostvars, swarm_nodes=None):
             }
         overlays[name] = {
             **overlay,
+            'vip_prefix': geometry.vip_prefix,
             'prefixlen': geometry.network.prefixlen,
             'device': f'sf-{name}',
             'gateway': str(geometry.gateway),
             'vip_range': str(geometry.vip_range),
             'members': members,
-            '_geometry': geometry,
         }
 
     services = desc['services']
-    marks, problems = allocate_fwmarks(services)
+    marks, mark_record, problems = allocate_fwmarks(services, alloc.entries_of(_pool(record, 'fwmarks'), _mark_low),
+                                                    now, hold)
     errors += problems
+    allocations['fwmarks'] = mark_record
     for name, service in services.items():
         service['fwmark'] = marks.get(name)
-    for overlay_name, overlay in overlays.items():
+    for overlay_name, geometry in geometries.items():
         wanted = {
             name: service['vip']
             for name, service in services.items()
             if service['endpoint_mode'] == 'vip' and service['overlays'][:1] == [overlay_name]
         }
-        vips, problems = allocate_vips(overlay_name, wanted, overlay.pop('_geometry'))
+        old = kept.get(overlay_name) if isinstance(kept.get(overlay_name), Mapping) else {}
+        entries = alloc.entries_of(_pool(old, 'vips'), geometry.vip_offset)
+        vips, vip_record, problems = allocate_vips(overlay_name, wanted, geometry, entries, now, hold)
         errors += problems
+        allocations['overlays'][overlay_name]['vips'] = vip_record
         for name, vip in vips.items():
             services[name]['vip'] = vip
+    # An overlay taken out of the description: its allocations are held too.
+    for name, old in sorted(kept.items()):
+        if name in overlays or not isinstance(old, Mapping):
+            continue
+        gone = {key: alloc.release_all(_pool(old, key), now, hold) for key in ('slots', 'vips')}
+        if any(gone.values()):
+            allocations['overlays'][name] = {**{k: old.get(k) for k in ('subnet', 'node_prefix', 'vip_range')},
+                                             **gone}
     if errors:
         raise PlanError(errors)
     # Discovery by name: a service resolves every VIP service that shares one
     # of its overlays through hosts entries (Docker gives macvlan services no VIP).
+    by_overlay = {}
+    for other, peer in sorted(services.items()):
+        if peer['vip']:
+            for overlay_name in peer['overlays']:
+                by_overlay.setdefault(overlay_name, set()).add(other)
     for service in services.values():
-        service['hosts'] = [
-            f'{other}:{peer["vip"]}'
-            for other, peer in sorted(services.items())
-            if peer['vip'] and set(peer['overlays']) & set(service['overlays'])
-        ]
+        peers = set().union(*(by_overlay.get(o, set()) for o in service['overlays']))
+        service['hosts'] = [f'{other}:{services[other]["vip"]}' for other in sorted(peers)]
 
     first_overlay = next(iter(overlays.values()), None)
     nodes = {}
@@ -361,6 +481,7 @@ def build_plan(swarm, hostvars, swarm_nodes=None):
         'overlays': overlays,
         'services': services,
         'mesh': desc['mesh'],
+        'allocations': allocations,
     }
 
 
