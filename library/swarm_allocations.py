@@ -14,8 +14,9 @@ description:
     C(io.swarmfabric.allocations=<swarm>) and C(io.swarmfabric.serial=<serial>), whose data is the
     record as JSON. Configs are replicated by the managers' Raft store, so every manager has it and
     nothing is kept on the controller.
-  - O(state=query) reads the newest version. On a host that is not a manager of an active swarm it
-    fails nothing and returns RV(readable=false) with the node's state.
+  - O(state=query) reads the newest version. On a host that is not a manager of an active swarm, or
+    where no Docker Engine answers on O(socket), it fails nothing and returns RV(readable=false) with
+    the node's state (C(no-engine) for the latter).
   - O(state=present) writes O(record) as a new version when it differs from the newest one, then
     removes the older versions.
 author: Swarmfabric contributors
@@ -71,7 +72,9 @@ readable:
   returned: always
   type: bool
 node_state:
-  description: This host's swarm state (Docker's LocalNodeState), C(active) on a member.
+  description: >-
+    This host's swarm state (Docker's LocalNodeState), C(active) on a member; C(no-engine) when no
+    engine answers.
   returned: always
   type: str
   sample: active
@@ -133,7 +136,13 @@ class Allocations:
         self.change, self.api, self.swarm = change, api, swarm
 
     def node_state(self):
-        swarm = (self.api.get("/info") or {}).get("Swarm") or {}
+        try:
+            swarm = (self.api.get("/info") or {}).get("Swarm") or {}
+        except DockerAPIError as exc:
+            if exc.status is not None:
+                raise
+            # No engine answers (before the engine layer installed or started it): no record here.
+            return "no-engine", False
         state = swarm.get("LocalNodeState") or "inactive"
         return state, state == "active" and bool(swarm.get("ControlAvailable"))
 

@@ -78,11 +78,12 @@ def swarm_validate(swarm, inventory=None, hostvars=None):
         return [f'swarm: cannot be validated: {name}{exc}']
 
 
-def swarm_plan(swarm, hostvars, swarm_nodes=None):
+def swarm_plan(swarm, hostvars, swarm_nodes=None, record=None):
     """The whole plan (docs/architecture.md) from a valid description and the hostvars
-    (and, for hosts without facts, the swarm's node list read on a live manager)."""
+    (and, for hosts without facts, the swarm's node list read on a live manager; the
+    allocation record kept in the swarm, swarm_allocations state=query)."""
     try:
-        return build_plan(swarm, hostvars, swarm_nodes)
+        return build_plan(swarm, hostvars, swarm_nodes, record)
     except PlanError as exc:
         raise AnsibleFilterError('Cannot compute the plan:\n' + '\n'.join(exc.errors)) from None
 
