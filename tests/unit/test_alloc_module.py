@@ -138,3 +138,28 @@ def test_a_config_that_is_not_a_record_is_an_error(run_module):
     done = run_module(allocations, {"swarm": "lab"}, docker=Manager([broken]))
     assert done.failed and done.msg == ("Cannot read the allocations: config swarmfabric-lab-allocations-2 does not "
                                         "hold a JSON record")
+
+
+class _Refused:
+    def request(self, method, url, body=None, headers=None):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    def close(self):
+        pass
+
+
+class NoEngine(Docker):
+    """No daemon behind the socket (before the engine layer installed or started one)."""
+
+    def connection(self, socket_path, timeout):
+        return _Refused()
+
+
+def test_query_where_no_engine_answers_is_not_readable_and_present_fails(run_module):
+    done = run_module(allocations, {"swarm": "lab"}, docker=NoEngine())
+    assert done.failed is False
+    assert done.result == {"changed": False, "actions": [], "readable": False, "node_state": "no-engine",
+                           "record": {}, "serial": 0, "name": ""}
+    done = run_module(allocations, {"swarm": "lab", "state": "present", "record": RECORD}, docker=NoEngine())
+    assert done.failed and done.msg == ("Cannot write the allocations: this host is not a manager of an active swarm "
+                                        "(its swarm state is no-engine)")
