@@ -37,6 +37,33 @@ def exponent(sizes, seconds):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
+def allocation_row(repeat):
+    """Issue 13: 250 nodes and 1,000 services with nothing pinned, validated and planned
+    (first run: no record), then planned again from the record it wrote."""
+    swarm, hostvars = synth.allocation_workload()
+    validate_t, plan_t, again_t = [], [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        problems = synth.FILTERS["swarm_validate"](swarm, list(hostvars))
+        validate_t.append(time.perf_counter() - start)
+        if problems:
+            raise ValueError("allocation workload is invalid: " + "; ".join(problems[:5]))
+        start = time.perf_counter()
+        plan = synth.FILTERS["swarm_plan"](swarm, hostvars)
+        plan_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        again = synth.FILTERS["swarm_plan"](swarm, hostvars, None, plan["allocations"])
+        again_t.append(time.perf_counter() - start)
+        if again["allocations"] != plan["allocations"]:
+            raise ValueError("a plan from its own allocation record moved an allocation")
+    figures = {"validate": median(validate_t), "plan": median(plan_t), "plan_from_record": median(again_t)}
+    return Row("3c", "validate + plan, 250 nodes and 1000 services (5 /16 overlays x 200 VIP services, nothing pinned)",
+               figures["validate"] + figures["plan"], None, None, None, status="info",
+               note=(f"validate {figures['validate']:.3f} s, plan {figures['plan']:.3f} s (no record); "
+                     f"plan from its own record {figures['plan_from_record']:.3f} s"),
+               detail=figures)
+
+
 def measure(quick, repeat):
     sizes = [10, 50] if quick else [10, 100, 1000]
     figures = {n: _one_size(n, repeat) for n in sizes}
@@ -60,4 +87,5 @@ def measure(quick, repeat):
                     exponent(sizes[-2:], per_host[-2:]), 1.0, 1.0, unit="exponent",
                     note=f"{top} (fit over {sizes}: {exponent(sizes, per_host):.2f})",
                     detail={"per_host_seconds": dict(zip(sizes, per_host, strict=True))}))
+    rows.append(allocation_row(repeat))
     return rows

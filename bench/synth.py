@@ -145,3 +145,21 @@ def cluster_workload(nodes, services=20, backends=3):
         tasks[name] = [f"10.{slot >> 8}.{slot & 255}.{2 + i}" for slot in slots]
     hostvars = {host: {"swarm_advertise_addr": f"172.31.{i // 250}.{i % 250 + 1}"} for i, host in enumerate(hosts)}
     return swarm, hostvars, tasks
+
+
+def allocation_workload(nodes=250, overlays=5, per_overlay=200):
+    """Issue 13's size: ``nodes`` nodes, ``overlays`` /16 overlays of ``per_overlay`` VIP services
+    each, nothing pinned (no slot, no vip): the sticky allocator places everything."""
+    hosts = [f"n{i:04d}" for i in range(1, nodes + 1)]
+    names = [f"ov{k}" for k in range(overlays)]
+    swarm = {
+        "name": "alloc",
+        "managers": hosts[:3],
+        "workers": hosts[3:],
+        "overlays": {name: {"vni": 1000 + k, "subnet": f"10.{100 + k}.0.0/16", "encrypted": False}
+                     for k, name in enumerate(names)},
+        "services": {f"svc-{k}-{i:03d}": {"image": "swarmfabric/task:1", "overlays": [name]}
+                     for k, name in enumerate(names) for i in range(per_overlay)},
+    }
+    hostvars = {host: {"swarm_advertise_addr": f"172.31.{i // 250}.{i % 250 + 1}"} for i, host in enumerate(hosts)}
+    return swarm, hostvars
