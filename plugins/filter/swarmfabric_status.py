@@ -1,8 +1,9 @@
 # Copyright: Swarmfabric contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The status report's filters (playbooks/status.yml, docs/status.md):
-swarm_status compares the actual state with the plan, swarm_status_dot
-draws it for Graphviz. The logic is plugins/module_utils/swarmfabric/status.py."""
+"""The status report's filters (playbooks/status.yml, docs/operations.md):
+swarm_status_gather parses what the hosts read, swarm_status compares it
+with the plan, swarm_status_table prints it, swarm_status_dot draws it.
+The logic is plugins/module_utils/swarmfabric/status.py."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def swarm_status_gather(reads, sa_results):
+    """The actual state from every host's read (host -> stdout) and its SA queries (host -> loop results)."""
+    try:
+        return _status.gather(_plain(reads), _plain(sa_results))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot read the state the hosts reported: {exc}') from exc
+
+
 def swarm_status(plan, actual, reached):
     """status.json: desired, actual, drift, lines, drifted_hosts, drifted_objects."""
     try:
@@ -45,5 +54,5 @@ def swarm_status_dot(status):
 
 class FilterModule:
     def filters(self):
-        return {'swarm_status': swarm_status, 'swarm_status_table': swarm_status_table,
-                'swarm_status_dot': swarm_status_dot}
+        return {'swarm_status_gather': swarm_status_gather, 'swarm_status': swarm_status,
+                'swarm_status_table': swarm_status_table, 'swarm_status_dot': swarm_status_dot}

@@ -1,6 +1,7 @@
 """The status report's pure parts: the drift comparison and the DOT picture (swarmfabric.status)."""
 
 import copy
+import json
 import shutil
 import subprocess
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO
 from swarmfabric.plan import build_plan, plain
-from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, report, sa_ages, summary
+from swarmfabric.status import _q, compare, desired_state, dot, fdb_peers, gather, parse_read, report, sa_ages, summary
 
 SWARM = yaml.safe_load((REPO / 'molecule/default/group_vars/all/swarm.yml').read_text())['swarm']
 HOSTS = [f'sf-cp-node{i}' for i in range(1, 6)]
@@ -222,3 +223,52 @@ def test_without_a_vip_or_a_published_port_no_mesh_is_expected(plan):
     actual = converged(bare)
     actual['hosts']['sf-cp-node1']['mesh'] = False
     assert report(bare, actual, HOSTS)['drift'] == []
+
+
+def as_read(actual, reader='sf-cp-node1'):
+    """converged()'s data as each host's script prints it (status.yml)."""
+    reads = {}
+    for host, seen in actual['hosts'].items():
+        lines = ['@now 2026-12-02 00:10:30', '@links ' + json.dumps(seen['links'])]
+        lines += [f'@fdb {dev} ' + json.dumps(entries) for dev, entries in seen['fdb'].items()]
+        on = '1' if seen['mesh'] else '0'
+        lines.append(f'@mesh nft={on} filter={on} nft_dnat=2 nft_backends=6 ipvs_services=0 ipvs_servers=0')
+        lines.append('@answer port 8080 -> c-1234 (HTTP 200)')
+        if host == reader:
+            lines += ['@node ' + json.dumps(n) for n in actual['nodes']]
+            lines += ['@service ' + json.dumps(s) for s in actual['services']]
+            lines += ['@task ' + json.dumps(t) for t in actual['tasks']]
+        reads[host] = '\n'.join(lines) + '\n'
+    return reads
+
+
+def test_the_hosts_reads_are_parsed_into_the_actual_state(plan):
+    actual = converged(plan)
+    gathered = gather(as_read(actual), {h: [] for h in HOSTS})
+    assert gathered['nodes'] == actual['nodes'] and gathered['services'] == actual['services']
+    assert gathered['tasks'] == actual['tasks']
+    assert gathered['answers']['sf-cp-node3'] == ['port 8080 -> c-1234 (HTTP 200)']
+    host = gathered['hosts']['sf-cp-node2']
+    assert host['fdb'] == actual['hosts']['sf-cp-node2']['fdb'] and host['mesh'] is True
+    assert host['mesh_detail'] == {'backend': 'nftables', 'rules': 2, 'backends': 6}
+    status = report(plan, gathered, HOSTS)
+    assert status['drift'] == [] and len(status['actual']['nodes']) == 5
+
+
+def test_a_read_without_the_mesh_or_with_broken_json_is_named(plan):
+    actual = converged(plan)
+    reads = as_read(actual)
+    reads['sf-cp-node4'] = reads['sf-cp-node4'].replace('@mesh nft=1 filter=1', '@mesh nft=0 filter=0')
+    drift = report(plan, gather(reads, {}), HOSTS)['drift']
+    assert [(d['object'], d['field']) for d in drift] == [('mesh on sf-cp-node4', 'table')]
+    assert parse_read('h', '@mesh nft=0 filter=1 ipvs_services=3 ipvs_servers=9')['mesh_detail'] == {
+        'backend': 'ipvs', 'rules': 3, 'backends': 9}
+    with pytest.raises(ValueError, match='sf-cp-node2: its @fdb sf-appnet line is not JSON'):
+        parse_read('sf-cp-node2', '@fdb sf-appnet [{"mac":')
+
+
+def test_sa_queries_are_keyed_by_overlay_and_skipped_items_left_out():
+    results = [{'item': {'name': 'appnet'}, 'live_sas': [{'spi': 1}]}, {'skipped': True, 'item': {'name': 'x'}}]
+    hosts = gather({'h': '@now 2026-12-02 00:00:00\n'}, {'h': results})['hosts']
+    assert hosts['h']['sas'] == {'appnet': [{'spi': 1}]}
+

@@ -1,11 +1,13 @@
 # Copyright: Swarmfabric contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The status report (playbooks/status.yml, docs/status.md): the actual
+"""The status report (playbooks/status.yml, docs/operations.md "Status and drift"): the actual
 state read from the hosts, compared with the plan, and drawn as a Graphviz
 graph. Pure functions of plain data, standard library only; the controller
-runs them (filters swarm_status and swarm_status_dot).
+runs them (filters swarm_status_gather, swarm_status, swarm_status_table and
+swarm_status_dot).
 
-``actual`` is what the playbook reads, unparsed:
+``actual`` is what the playbook reads (``gather`` builds it from each host's
+read, ``parse_read``):
 
 - ``nodes``: ``docker node inspect`` of every swarm node (a list);
 - ``services``: ``docker service inspect`` of every service (a list);
@@ -21,6 +23,7 @@ runs them (filters swarm_status and swarm_status_dot).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 HOST_LABEL = 'io.swarmfabric.host'
@@ -145,6 +148,72 @@ def read_overlays(plan, hosts):
             }
         out[host] = {'overlays': mine, 'mesh': bool(seen.get('mesh')), 'mesh_detail': seen.get('mesh_detail') or {}}
     return out
+
+
+def _json(host, tag, text):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f'{host}: its {tag} line is not JSON ({exc})') from exc
+
+
+def parse_read(host, text):
+    """One host's read (status.yml's script): ``@tag rest`` lines, one record each.
+
+    ``@now`` the host's clock, ``@links`` ``ip -j -d link show``, ``@fdb DEV``
+    ``bridge -j fdb show dev DEV``, ``@sa SPI DATE TIME`` (filtered on the host:
+    no key line ever leaves it), ``@mesh k=v ...`` counts, ``@node``/``@service``/
+    ``@task`` one Docker object each (a manager only, fields picked on the host),
+    ``@answer`` a published port's answer on the node.
+    """
+    out = {'now': '', 'links': [], 'fdb': {}, 'sa_added': [], 'mesh': False, 'mesh_detail': {},
+           'nodes': [], 'services': [], 'tasks': [], 'answers': []}
+    for line in (text or '').splitlines():
+        tag, _, rest = line.partition(' ')
+        if tag == '@now':
+            out['now'] = rest.strip()
+        elif tag == '@links':
+            out['links'] = _json(host, tag, rest) or []
+        elif tag == '@fdb':
+            device, _, data = rest.partition(' ')
+            out['fdb'][device] = _json(host, f'{tag} {device}', data) or []
+        elif tag == '@sa':
+            out['sa_added'].append(rest.strip())
+        elif tag == '@mesh':
+            counts = {}
+            for pair in rest.split():
+                key, _, value = pair.partition('=')
+                counts[key] = int(value) if value.isdigit() else 0
+            backend = ('ipvs' if counts.get('ipvs_services') else 'nftables' if counts.get('nft')
+                       else 'iptables' if counts.get('filter') else None)
+            out['mesh'] = bool(counts.get('nft') or counts.get('filter'))
+            out['mesh_detail'] = {'backend': backend,
+                                  'rules': counts.get('ipvs_services') or counts.get('nft_dnat', 0),
+                                  'backends': counts.get('ipvs_servers') or counts.get('nft_backends', 0)}
+        elif tag in ('@node', '@service', '@task'):
+            out[tag[1:] + 's'].append(_json(host, tag, rest))
+        elif tag == '@answer':
+            out['answers'].append(rest.strip())
+    return out
+
+
+def gather(reads, sa_results):
+    """``actual`` (see the module's docstring) from every host's read and its xfrm_tunnel queries.
+
+    ``reads``: host -> its script's stdout; ``sa_results``: host -> the
+    registered loop results of ``xfrm_tunnel state=query`` (item.name, live_sas).
+    The Docker objects come from whichever host read them (one manager).
+    """
+    actual = {'nodes': [], 'services': [], 'tasks': [], 'hosts': {}, 'answers': {}}
+    for host, text in sorted((reads or {}).items()):
+        seen = parse_read(host, text)
+        for kind in ('nodes', 'services', 'tasks'):
+            actual[kind] += seen.pop(kind)
+        actual['answers'][host] = seen.pop('answers')
+        seen['sas'] = {r['item']['name']: r.get('live_sas') or []
+                       for r in (sa_results or {}).get(host) or [] if not r.get('skipped') and 'item' in r}
+        actual['hosts'][host] = seen
+    return actual
 
 
 def actual_state(plan, actual):
