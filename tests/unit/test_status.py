@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 
@@ -267,8 +268,72 @@ def test_a_read_without_the_mesh_or_with_broken_json_is_named(plan):
         parse_read('sf-cp-node2', '@fdb sf-appnet [{"mac":')
 
 
+def test_a_vip_entry_without_an_address_is_left_out(plan):
+    actual = converged(plan)
+    actual['services'][0]['Endpoint']['VirtualIPs'].append({'NetworkID': 'n-appnet'})  # seen on the lab
+    assert report(plan, actual, HOSTS)['actual']['services']['web']['vips'] == ['10.0.0.5/24']
+
+
 def test_sa_queries_are_keyed_by_overlay_and_skipped_items_left_out():
     results = [{'item': {'name': 'appnet'}, 'live_sas': [{'spi': 1}]}, {'skipped': True, 'item': {'name': 'x'}}]
     hosts = gather({'h': '@now 2026-12-02 00:00:00\n'}, {'h': results})['hosts']
     assert hosts['h']['sas'] == {'appnet': [{'spi': 1}]}
 
+
+def status_script():
+    play = yaml.safe_load((REPO / 'playbooks/status.yml').read_text().replace('!unsafe', ''))[1]
+    return play['vars']['__sf_script']
+
+
+KEY = '0x0102030405060708091011121314151617181920'
+XFRM = f"""src 172.31.78.11 dst 172.31.78.12
+\tproto esp spi 0x00100002(1048578) reqid 33(0x00000021) mode transport
+\treplay-window 0 seq 0x00000000 flag  (0x00000000)
+\taead rfc4106(gcm(aes)) {KEY} (160 bits) 128
+\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000
+\tlifetime config:
+\t  limit: soft (INF)(bytes), hard (INF)(bytes)
+\t  expire add: soft 0(sec), hard 0(sec)
+\tlifetime current:
+\t  0(bytes), 0(packets)
+\t  add 2026-12-02 00:10:11 use -
+\tstats:
+\t  replay-window 0 replay 0 failed 0
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path):
+    """ip, bridge, nft, iptables, ipvsadm, curl and docker as scripts that print what the lab's would."""
+    tools = {
+        'ip': 'case "$*" in "-s xfrm state") printf "%s" "$XFRM";; *link*) echo \'[{"ifname":"sf-appnet"}]\';; esac',
+        'bridge': 'echo \'[{"mac":"00:00:00:00:00:00","dst":"172.31.78.12"}]\'',
+        'nft': 'printf "table ip swarmfabric_mesh {\\n tcp dport 8080 dnat ip to numgen inc mod 2'
+               ' map { 0 : a . 80, 1 : b . 80 }\\n}\\n"',
+        'iptables': 'exit 0', 'ipvsadm': 'exit 1',
+        'curl': 'printf "c-5e1f\\n 200"',
+        'docker': 'case "$1 $2" in "node ls") echo n1;; "node inspect") echo \'@node {"ID":"n1"}\';;'
+                  ' "service ls") echo s1;; "service inspect") echo \'@service {"ID":"s1"}\';;'
+                  ' "service ps") echo t1;; "inspect --type") echo \'@task {"ServiceID":"s1"}\';; esac',
+    }
+    for name, body in tools.items():
+        path = tmp_path / name
+        path.write_text('#!/bin/sh\n' + body + '\n')
+        path.chmod(0o755)
+    return tmp_path
+
+
+@pytest.mark.parametrize('reader', ['0', '1'])
+def test_the_read_script_prints_spi_ages_and_never_a_key(fake_tools, reader):
+    env = dict(os.environ, PATH=f'{fake_tools}:{os.environ["PATH"]}', XFRM=XFRM, SF_DEVICES='sf-appnet',
+               SF_PORTS='8080', SF_ADDR='172.31.78.11', SF_READER=reader)
+    out = subprocess.run(['sh', '-c', status_script()], env=env, capture_output=True, text=True, check=True).stdout
+    assert KEY[2:12] not in out and 'aead' not in out
+    seen = parse_read('sf-cp-node1', out)
+    assert seen['sa_added'] == ['0x00100002 2026-12-02 00:10:11']
+    assert sa_ages(seen['sa_added'], '2026-12-02 00:12:11') == {0x00100002: 120}
+    assert seen['fdb'] == {'sf-appnet': [{'mac': '00:00:00:00:00:00', 'dst': '172.31.78.12'}]}
+    assert seen['mesh'] is True and seen['mesh_detail'] == {'backend': 'nftables', 'rules': 1, 'backends': 2}
+    assert seen['answers'] == ['port 8080 -> c-5e1f (HTTP 200)']
+    assert (seen['nodes'], seen['services'], seen['tasks']) == (
+        ([{'ID': 'n1'}], [{'ID': 's1'}], [{'ServiceID': 's1'}]) if reader == '1' else ([], [], []))

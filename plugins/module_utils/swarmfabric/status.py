@@ -72,7 +72,8 @@ def read_services(services, tasks, nodes):
             'mode': 'global' if 'Global' in mode else 'replicated',
             'replicas': (mode.get('Replicated') or {}).get('Replicas'),
             'image': _image(((spec.get('TaskTemplate') or {}).get('ContainerSpec') or {}).get('Image')),
-            'vips': sorted(v.get('Addr', '') for v in endpoint.get('VirtualIPs') or []),
+            # A network whose VIP Docker does not manage has an entry without an address.
+            'vips': sorted(v['Addr'] for v in endpoint.get('VirtualIPs') or [] if v.get('Addr')),
             # What Docker publishes, and what its spec asks for (host-mode ports included).
             'ports': sorted({p.get('PublishedPort') for p in (endpoint.get('Ports') or [])
                              + ((spec.get('EndpointSpec') or {}).get('Ports') or []) if p.get('PublishedPort')}),
