@@ -9,7 +9,9 @@ set -eu
 CACHE=${SF_KL_CACHE:-/var/cache/swarmfabric/kernel-lab}
 BASE=${SF_KL_BASE:-/var/cache/swarmfabric/rootfs-base}
 PACKAGES="python3 openssh-server iproute2 nftables iptables ipvsadm ipset conntrack
-tcpdump kmod busybox-static iputils-ping procps"
+tcpdump kmod busybox-static iputils-ping procps sudo"
+# The login Ansible uses: a cloud VM's kind (admin@, ubuntu@), root only through sudo.
+LAB_USER=sf
 # Modules the initramfs loads to reach the root image and the seed share.
 INITRD_MODULES="virtio_pci virtio_blk crc32c_generic ext4 9pnet_virtio 9p"
 # Module trees no lab host needs; dropping them keeps the image small.
@@ -33,7 +35,7 @@ KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(
 [ -n "$KPKG" ] || { echo "Cannot build the kernel lab: no linux-image-6.1.0-*-amd64 package known to apt" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
 
-STAMP=$( { echo "$PACKAGES $INITRD_MODULES $PRUNE $KPKG"; cat "$0"; } | sha256sum | cut -c1-16)
+STAMP=$( { echo "$PACKAGES $LAB_USER $INITRD_MODULES $PRUNE $KPKG"; cat "$0"; } | sha256sum | cut -c1-16)
 if [ "$(cat "$CACHE/STAMP" 2>/dev/null)" = "$STAMP" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/initrd.gz" ] && [ -f "$CACHE/root.img" ]; then
     echo "kernel lab cache up to date ($STAMP, $KVER)"
     exit 0
@@ -61,6 +63,9 @@ chroot "$ROOT" apt-get update -qq
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -qq --no-install-recommends $PACKAGES
 chroot "$ROOT" apt-get clean
+chroot "$ROOT" useradd --create-home --shell /bin/sh --user-group "$LAB_USER"
+printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$LAB_USER" > "$ROOT/etc/sudoers.d/$LAB_USER"
+chmod 0440 "$ROOT/etc/sudoers.d/$LAB_USER"
 umount "$ROOT/proc"
 rm -rf "$ROOT/usr/sbin/policy-rc.d" "$ROOT/etc/ssh/ssh_host_"* "$ROOT/var/lib/apt/lists/"* \
     "$ROOT/usr/share/doc" "$ROOT/usr/share/man" "$ROOT/usr/share/locale"

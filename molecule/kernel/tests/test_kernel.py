@@ -42,6 +42,22 @@ def test_hosts_are_separate(lab, underlay):
             assert f"/sf-kl/{name}/" in source, f"{name}:{path} is not the host's own: {source}"
 
 
+def test_ansible_logs_in_as_sf_and_becomes_root_with_sudo():
+    """The lab connects the way cloud VMs are reached: an unprivileged login
+    (sf) and sudo (ansible_become in host_vars); root cannot log in at all."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+
+    def whoami(*extra):
+        proc = subprocess.run(["ansible", "-i", inventory, "node1", "-o", "-m", "ansible.builtin.command",
+                               "-a", "id -un", *extra], capture_output=True, text=True, check=False)
+        return proc.stdout + proc.stderr
+
+    assert "| CHANGED | rc=0 | (stdout) root" in whoami(), whoami()
+    assert "| CHANGED | rc=0 | (stdout) sf" in whoami("-e", "ansible_become=false")
+    refused = whoami("-e", "ansible_become=false", "-e", "ansible_user=root")
+    assert "UNREACHABLE" in refused and "rc=0" not in refused, refused
+
+
 def test_modules_load_and_aead_exists(lab):
     host = lab["node1"]
     run_ok(host, "modprobe -a esp4 ip_vs vxlan xfrm_user")
