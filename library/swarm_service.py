@@ -45,6 +45,34 @@ options:
       - A change restarts the tasks (a rolling update).
     type: dict
     default: {}
+  mounts:
+    description:
+      - Mounts of each task (Engine API C(TaskTemplate.ContainerSpec.Mounts)), set exactly; C([]) removes them.
+        Only bind mounts; the source must exist on every node a task may run on.
+      - The services role mounts the fabric's resolver file at C(/etc/resolv.conf) this way (docs/dns.md), so that
+        Docker writes no resolv.conf of its own into the task.
+      - A change restarts the tasks (a rolling update).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      type:
+        description: Mount type.
+        type: str
+        choices: [bind]
+        default: bind
+      source:
+        description: Path on the node.
+        type: str
+        required: true
+      target:
+        description: Path in the task.
+        type: str
+        required: true
+      read_only:
+        description: Mount read-only.
+        type: bool
+        default: false
   mode:
     description: Scheduling mode.
     type: str
@@ -216,6 +244,8 @@ def desired_view(params, network_ids):
         "image": params["image"],
         "command": list(params["command"] or []),
         "sysctls": sysctl_values(params.get("sysctls")),
+        "mounts": sorted((m["target"], m["type"], m["source"], bool(m["read_only"]))
+                         for m in params.get("mounts") or []),
         "mode": params["mode"],
         "replicas": params["replicas"] if params["mode"] == "replicated" else None,
         "networks": sorted(network_ids[name] for name in params["networks"]),
@@ -238,6 +268,8 @@ def live_view(spec):
         "image": (container.get("Image") or "").split("@", 1)[0],
         "command": list(container.get("Command") or []),
         "sysctls": dict(container.get("Sysctls") or {}),
+        "mounts": sorted((m.get("Target"), (m.get("Type") or "").lower(), m.get("Source"), bool(m.get("ReadOnly")))
+                         for m in container.get("Mounts") or []),
         "mode": "global" if "Global" in mode else "replicated",
         "replicas": (mode.get("Replicated") or {}).get("Replicas", 1) if "Global" not in mode else None,
         "networks": sorted(n.get("Target") for n in (task.get("Networks") or spec.get("Networks") or [])),
@@ -272,6 +304,11 @@ def apply_view(spec, want, name):
         container["Sysctls"] = want["sysctls"]
     else:
         container.pop("Sysctls", None)
+    if want["mounts"]:
+        container["Mounts"] = [{"Type": kind, "Source": source, "Target": target, "ReadOnly": read_only}
+                               for target, kind, source, read_only in want["mounts"]]
+    else:
+        container.pop("Mounts", None)
     container["Hosts"] = want["hosts"]
     task["ContainerSpec"] = container
     task["Networks"] = [{"Target": target} for target in want["networks"]]
@@ -433,6 +470,17 @@ def main():
             "image": {"type": "str"},
             "command": {"type": "list", "elements": "str"},
             "sysctls": {"type": "dict", "default": {}},
+            "mounts": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "type": {"type": "str", "choices": ["bind"], "default": "bind"},
+                    "source": {"type": "str", "required": True},
+                    "target": {"type": "str", "required": True},
+                    "read_only": {"type": "bool", "default": False},
+                },
+            },
             "mode": {"type": "str", "choices": ["replicated", "global"], "default": "replicated"},
             "replicas": {"type": "int", "default": 1},
             "networks": {"type": "list", "elements": "str", "default": []},
