@@ -9,7 +9,10 @@ import pathlib
 import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -348,3 +351,32 @@ def test_a_bug_in_answering_costs_one_servfail_not_the_server(lab, monkeypatch):
 def test_network_generations_of_an_overlay():
     assert [dns.network_generation(n, "appnet") for n in ("appnet", "appnet-3", "appnet-2", "appnet-config", "app")] \
         == [True, True, False, False, False]
+
+
+# --- supervision without systemd -------------------------------------------
+
+def test_ensure_starts_once_and_the_supervisor_stops_when_its_pid_file_goes(tmp_path):
+    config = tmp_path / "mesh-dns.json"
+    config.write_text(json.dumps(CONFIG))
+    pidfile = tmp_path / "mesh-dns.pid"
+    argv = [sys.executable, str(ROOT / "roles" / "mesh" / "files" / "mesh_dns.py"), "ensure", "--config", str(config),
+            "--pidfile", str(pidfile), "--log", str(tmp_path / "log"), "--address", "127.0.0.1", "--port", "0",
+            "--docker-socket", str(tmp_path / "none.sock")]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert (first.returncode, first.stdout) == (0, "started\n"), first.stderr
+    supervisor = int(pidfile.read_text().split()[0])
+    assert subprocess.run([*argv, "--check"], capture_output=True, text=True, timeout=30, check=False).stdout \
+        == "running\n"
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout \
+        == "running\n"
+    assert int(pidfile.read_text().split()[0]) == supervisor
+    server = int((tmp_path / "mesh-dns.pid.ready").read_text())
+    pidfile.unlink()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pathlib.Path(f"/proc/{pid}").exists() and
+                                              b"zombie" not in pathlib.Path(f"/proc/{pid}/status").read_bytes().lower()
+                                              for pid in (supervisor, server)):
+        time.sleep(0.2)
+    alive = [pid for pid in (supervisor, server) if pathlib.Path(f"/proc/{pid}").exists()
+             and b"zombie" not in pathlib.Path(f"/proc/{pid}/status").read_bytes().lower()]
+    assert alive == [], (tmp_path / "log").read_text()

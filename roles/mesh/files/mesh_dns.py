@@ -566,6 +566,10 @@ def serve(args):
                                 if (ov or {}).get("gateway") == address), None)
     resolver = Resolver(config, Tasks(args.docker_socket), Upstreams(args.resolv_conf, args.address), listen)
     server = Server(resolver, args.address, args.port).start()
+    if args.ready:
+        # Bound (IP_FREEBIND: even before the shim holds the address): tell `ensure`.
+        with open(args.ready, "w", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
@@ -598,9 +602,22 @@ def supervise(args):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # The pid file is the supervisor's lease: once it names another process or
+    # is gone (its directory removed), the supervisor stops with its resolver
+    # instead of running on unknown to any `ensure`.
+    born, leased = time.monotonic(), False
     while not stopping:
         started = time.monotonic()
-        child[0] = subprocess.Popen([sys.executable, PROGRAM, "serve", *common_args(args)])
+        child[0] = subprocess.Popen([sys.executable, PROGRAM, "serve", *common_args(args),
+                                     "--ready", f"{args.pidfile}.ready"])
+        while not stopping and child[0].poll() is None:
+            mine = running(args.pidfile)[0] == os.getpid()
+            leased = leased or mine
+            if (leased and not mine) or (not leased and time.monotonic() - born > 30):
+                log(f"{args.pidfile} no longer names this supervisor; stopping")
+                stop()
+                break
+            time.sleep(1)
         child[0].wait()
         if not stopping:
             log(f"resolver exited with {child[0].returncode}; restarting")
@@ -622,18 +639,6 @@ def running(pidfile):
     return pid, recorded
 
 
-def answers(address, port, timeout=1.0):
-    """True when a resolver answers a query on (address, port) over UDP."""
-    query = build_query("tasks.swarmfabric-probe", qid=0x5346)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(query, (address, port))
-            return sock.recv(4096)[:2] == query[:2]
-        except OSError:
-            return False
-
-
 def ensure(args):
     want = fingerprint(args)
     pid, have = running(args.pidfile)
@@ -650,6 +655,11 @@ def ensure(args):
             if running(args.pidfile)[0] is None:
                 break
             time.sleep(0.1)
+    ready = f"{args.pidfile}.ready"
+    try:
+        os.unlink(ready)
+    except FileNotFoundError:
+        pass
     log_file = open(args.log, "ab")  # handed to the daemon
     proc = subprocess.Popen([sys.executable, PROGRAM, "supervise", "--pidfile", args.pidfile, *common_args(args)],
                             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
@@ -658,11 +668,12 @@ def ensure(args):
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(f"{proc.pid} {want}\n")
     os.replace(tmp, args.pidfile)
+    # The resolver must have bound its sockets before we say it runs.
     deadline = time.monotonic() + 10
-    while not answers(args.address[0], args.port):
+    while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() > deadline:
-            print(f"Cannot start the DNS resolver on {args.address[0]}:{args.port}: it does not answer"
-                  f" (see {args.log})", file=sys.stderr)
+            print(f"Cannot start the DNS resolver on {', '.join(args.address)} port {args.port}: it did not bind"
+                  f" its sockets (see {args.log})", file=sys.stderr)
             sys.exit(1)
         time.sleep(0.1)
     print(verb)
@@ -679,6 +690,7 @@ def main(argv=None):
     parser.add_argument("--pidfile")
     parser.add_argument("--log", default="/dev/null")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--ready", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command != "serve" and not args.pidfile:
         parser.error(f"{args.command} needs --pidfile")
