@@ -63,7 +63,8 @@ chroot "$ROOT" apt-get update -qq
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -qq --no-install-recommends $PACKAGES
 chroot "$ROOT" apt-get clean
-chroot "$ROOT" useradd --create-home --shell /bin/sh --user-group "$LAB_USER"
+# Password '*': none to log in with, but not locked ('!'), which sshd without PAM refuses even a key.
+chroot "$ROOT" useradd --create-home --shell /bin/sh --user-group --password '*' "$LAB_USER"
 printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$LAB_USER" > "$ROOT/etc/sudoers.d/$LAB_USER"
 chmod 0440 "$ROOT/etc/sudoers.d/$LAB_USER"
 umount "$ROOT/proc"
