@@ -5,13 +5,11 @@ and that no mounts removes them."""
 import copy
 
 import pytest
-from conftest import Docker, load_module
+import sf_service_api as api
+from conftest import load_module
 
 service = load_module("swarm_service")
 
-GEN0 = {"Name": "appnet", "Id": "id-appnet", "Scope": "swarm", "ConfigOnly": False, "Driver": "macvlan",
-        "ConfigFrom": {"Network": "appnet-config"}}
-RUNNING = [{"Status": {"State": "running"}}]
 RESOLV = {"source": "/etc/swarmfabric/dns/appnet.resolv.conf", "target": "/etc/resolv.conf", "read_only": True}
 RESOLV_API = {"Type": "bind", "Source": "/etc/swarmfabric/dns/appnet.resolv.conf", "Target": "/etc/resolv.conf",
               "ReadOnly": True}
@@ -19,26 +17,14 @@ DATA_API = {"Type": "bind", "Source": "/srv/data", "Target": "/data", "ReadOnly"
 
 
 def params(**extra):
-    return {"name": "web", "image": "swarmfabric/task:1", "replicas": 1, "networks": ["appnet"], **extra}
+    return api.params("web", **extra)
 
 
 def existing(mounts=None):
-    """The service as the daemon lists it, with Docker's own defaults added (ReadOnly false is left out)."""
-    spec = {"Name": "web", "Labels": {},
-            "TaskTemplate": {"ContainerSpec": {"Image": "swarmfabric/task:1@sha256:abc", "Hosts": [],
-                                               "Isolation": "default"},
-                             "Networks": [{"Target": "id-appnet"}], "ForceUpdate": 0},
-            "Mode": {"Replicated": {"Replicas": 1}},
-            "EndpointSpec": {"Mode": "vip", "Ports": []},
-            "UpdateConfig": {"Parallelism": 1, "Delay": 5 * 10**9, "FailureAction": "pause"}}
-    if mounts is not None:
-        spec["TaskTemplate"]["ContainerSpec"]["Mounts"] = mounts
-    return {"ID": "sid", "Version": {"Index": 7}, "Spec": spec}
+    return api.existing("web", None if mounts is None else {"Mounts": mounts})
 
 
-def daemon(services):
-    return Docker({"/networks": [GEN0], "/services": services, ("POST", "/services/create"): {"ID": "sid"},
-                   "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING})
+daemon = api.daemon
 
 
 def test_create_sends_the_bind_mounts_sorted_by_target(run_module):

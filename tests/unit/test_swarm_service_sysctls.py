@@ -6,40 +6,25 @@ import copy
 import pathlib
 
 import pytest
+import sf_service_api as api
 import yaml
-from conftest import REPO, Docker, load_module
+from conftest import REPO, load_module
 from swarmfabric.plan import normalize
 
 service = load_module("swarm_service")
 
 KEEPALIVE = {"net.ipv4.tcp_keepalive_time": "600", "net.ipv4.tcp_keepalive_intvl": "30"}
-GEN0 = {"Name": "appnet", "Id": "id-appnet", "Scope": "swarm", "ConfigOnly": False, "Driver": "macvlan",
-        "ConfigFrom": {"Network": "appnet-config"}}
-RUNNING = [{"Status": {"State": "running"}}]
 
 
 def params(**extra):
-    return {"name": "db", "image": "swarmfabric/task:1", "replicas": 1, "networks": ["appnet"], **extra}
+    return api.params("db", **extra)
 
 
 def existing(sysctls=None):
-    """The service as the daemon lists it, with Docker's own defaults added."""
-    spec = {"Name": "db", "Labels": {},
-            "TaskTemplate": {"ContainerSpec": {"Image": "swarmfabric/task:1@sha256:abc", "Hosts": [],
-                                               "Isolation": "default"},
-                             "Networks": [{"Target": "id-appnet"}], "ForceUpdate": 0},
-            "Mode": {"Replicated": {"Replicas": 1}},
-            "EndpointSpec": {"Mode": "vip", "Ports": []},
-            "UpdateConfig": {"Parallelism": 1, "Delay": 5 * 10**9, "FailureAction": "pause"}}
-    if sysctls is not None:
-        spec["TaskTemplate"]["ContainerSpec"]["Sysctls"] = sysctls
-    return {"ID": "sid", "Version": {"Index": 7}, "Spec": spec}
+    return api.existing("db", None if sysctls is None else {"Sysctls": sysctls})
 
 
-def daemon(services, api_version="1.41"):
-    return Docker({"/networks": [GEN0], "/services": services, ("POST", "/services/create"): {"ID": "sid"},
-                   "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING},
-                  api_version=api_version)
+daemon = api.daemon
 
 
 def test_create_sends_the_sysctls_as_a_map_of_strings(run_module):
