@@ -38,8 +38,18 @@ description:
     VIP addresses on the overlay shims are converged too.
   - Tables and chains that are not ours, Docker's C(DOCKER-*) chains
     included, are never named in any command.
+  - O(state=absent) removes the whole mesh of this host, as
+    C(playbooks/teardown.yml) does - both nft tables, our iptables chains and
+    the jumps into them, our IPVS services, and the VIPs inside
+    O(vips[].range) on the shims that still exist. The rulesets are not
+    needed then. The IPVS sysctls and timeouts are left as they are.
 author: Swarmfabric contributors
 options:
+  state:
+    description: C(present) converges the mesh to the rulesets; C(absent) removes it.
+    type: str
+    default: present
+    choices: [present, absent]
   backend:
     description:
       - C(auto) uses IPVS where the kernel has it - C(/proc/net/ip_vs) exists,
@@ -135,7 +145,7 @@ changed:
   returned: always
   type: bool
 backend:
-  description: The backend used after resolving C(auto).
+  description: The backend used after resolving C(auto); C(none) with O(state=absent).
   returned: always
   type: str
   sample: nftables
@@ -558,15 +568,23 @@ def main():
             }},
             "ipvs_timeouts": {"type": "dict", "default": DEFAULT_TIMEOUTS},
             "drain_seconds": {"type": "int", "default": 0},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         },
         required_if=[("backend", "nftables", ["nft"]), ("backend", "ipvs", ["ipvs", "iptables"])],
         supports_check_mode=True,
     )
     params = module.params
     mesh = Mesh(module)
-    backend = resolve_backend(module, params["backend"])
+    absent = params["state"] == "absent"
+    if absent:
+        # No mesh: the nftables path with nothing desired removes our tables,
+        # chains and IPVS services; the VIPs go from the shims still there.
+        params = dict(params, nft=None, ipvs=None, iptables=None, arp_guard=None,
+                      vips=[dict(v, addresses=[]) for v in params["vips"]
+                            if os.path.exists(f"/sys/class/net/{v['device']}")])
+    backend = "nftables" if absent else resolve_backend(module, params["backend"])
     try:
-        if backend == "nftables" and not params["nft"]:
+        if backend == "nftables" and not params["nft"] and not absent:
             raise MeshError("the nftables backend was picked but no nft ruleset was given")
         if backend == "ipvs" and not (params["ipvs"] is not None and params["iptables"]):
             raise MeshError("the IPVS backend was picked but no ipvs/iptables rulesets were given")
@@ -582,11 +600,13 @@ def main():
             cause += "; nothing was changed"
         if mesh.kept:
             cause += " (kept: " + ", ".join(mesh.kept) + ")"
-        mesh.change.fail("apply the mesh", cause, backend=backend, rolled_back=restored, not_restored=failed)
+        mesh.change.fail("remove the mesh" if absent else "apply the mesh", cause, backend=backend,
+                         rolled_back=restored, not_restored=failed)
     before, after = text_of(mesh.before), text_of(mesh.after)
     mesh.change.before, mesh.change.after = before, after
     b, a = Counter(before.splitlines()), Counter(after.splitlines())
-    mesh.change.exit(backend=backend, lines_added=sum((a - b).values()), lines_removed=sum((b - a).values()))
+    mesh.change.exit(backend="none" if absent else backend, lines_added=sum((a - b).values()),
+                     lines_removed=sum((b - a).values()))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ description:
     with O(remove_nodes=true), removed from the node list once it is down. A node that does not
     go down within O(wait_timeout), or an API error, leaves it in place with a warning; removal
     is never forced. Let the host leave (M(swarm_node) C(state=absent)) between the two.
+  - Maintenance (C(playbooks/maintenance.yml)). O(nodes[].maintenance=true) drains a reached node,
+    marks it with the node label C(io.swarmfabric.maintenance) (the time it began) and waits until
+    none of its tasks still runs; O(nodes[].maintenance=false) removes the mark and gives the node
+    its described availability back. Without the option, a marked node stays drained whatever the
+    description says, with a warning, so that a converge during the maintenance does not undo it.
 version_added: "1.0.0"
 author: Swarmfabric
 options:
@@ -63,10 +68,22 @@ options:
         description: Whether the host answered in this run. Changes to an unreachable host are deferred.
         type: bool
         default: true
+      maintenance:
+        description:
+          - C(true) begins maintenance (drain, mark, wait for its tasks to stop), C(false) ends it.
+            Omitted, a node in maintenance stays so.
+        type: bool
   remove_nodes:
     description: Remove nodes that are not described (after draining and demoting them).
     type: bool
     default: true
+  only:
+    description:
+      - Change only the maintenance mark and availability of these nodes (O(nodes[].maintenance));
+        roles, labels and every other node stay as they are, and nothing is retired.
+        Used by C(playbooks/maintenance.yml).
+    type: list
+    elements: str
   wait_timeout:
     description: Seconds to wait for a promotion or demotion to settle, or a removed node to go down.
     type: int
@@ -122,6 +139,7 @@ actions:
   sample: ["promoted node4", "set labels of node4 to {zone: a}", "demoted node3"]
 """
 
+import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -190,6 +208,7 @@ def plan_managers(current, reachable, desired, self_id=None):
 
 
 HOST_LABEL = "io.swarmfabric.host"
+MAINTENANCE_LABEL = "io.swarmfabric.maintenance"
 RESERVED_PREFIX = "io.swarmfabric."
 
 
@@ -242,16 +261,39 @@ def fmt_labels(labels):
     return "{" + ", ".join(f"{key}: {value}" for key, value in sorted(labels.items())) + "}"
 
 
-def goal_labels(name, want, live_labels):
-    """The described labels, our identity label, and the live node's other reserved labels."""
+def goal_labels(name, want, live_labels, now=""):
+    """The described labels, our identity label, and the live node's other reserved labels;
+    the maintenance mark set or removed when ``want`` asks."""
     labels = {key: value for key, value in live_labels.items() if key.startswith(RESERVED_PREFIX)}
     labels.update(want["labels"] or {})
     labels[HOST_LABEL] = name
+    return with_maintenance(labels, want.get("maintenance"), now)
+
+
+def with_maintenance(labels, maintenance, now):
+    """``labels`` with the maintenance mark set (True), removed (False) or as it is (None)."""
+    labels = dict(labels)
+    if maintenance is True:
+        labels.setdefault(MAINTENANCE_LABEL, now)
+    elif maintenance is False:
+        labels.pop(MAINTENANCE_LABEL, None)
     return labels
+
+
+def goal_availability(want, labels):
+    """Drained while in maintenance (the mark in the goal labels), else as described."""
+    return "drain" if MAINTENANCE_LABEL in labels else want["availability"]
 
 
 def user_labels(labels):
     return {key: value for key, value in labels.items() if not key.startswith(RESERVED_PREFIX)}
+
+
+def label_action(name, have, goal):
+    """What a label change does, in the user's words."""
+    if user_labels(have) == user_labels(goal) and (MAINTENANCE_LABEL in have) != (MAINTENANCE_LABEL in goal):
+        return f"{'began' if MAINTENANCE_LABEL in goal else 'ended'} the maintenance of {name}"
+    return f"set labels of {name} to {fmt_labels(user_labels(goal))}"
 
 
 class Cluster:
@@ -295,6 +337,12 @@ class Cluster:
     def is_not_manager(self, node_id):
         return not self.api.get(f"/nodes/{node_id}").get("ManagerStatus")
 
+    def running_tasks(self, node_id):
+        """Tasks on the node that still run, or are meant to (a drained node's tasks are shut down)."""
+        tasks = self.api.get("/tasks", query={"filters": json.dumps({"node": [node_id]})})
+        return [t for t in tasks if t.get("DesiredState") == "running"
+                or (t.get("Status") or {}).get("State") in ("running", "starting", "preparing")]
+
     def is_down(self, node_id):
         return (self.api.get(f"/nodes/{node_id}").get("Status") or {}).get("State") == "down"
 
@@ -327,9 +375,10 @@ class Cluster:
         want = {item["name"]: item for item in desired}
         unreachable = sorted(name for name, item in want.items() if not item.get("reachable", True))
         missing = sorted(set(want) - set(matched))
+        only = self.module.params["only"]
         # Retiring is only safe when every described host was found: an
         # unmatched one may be any of the undescribed nodes.
-        may_retire = not missing
+        may_retire = not missing and only is None
         reached = {name: node for name, node in matched.items() if want[name].get("reachable", True)}
         # An undescribed node may carry the label of a described host (its
         # entry from before a re-join): name it apart from that host.
@@ -342,10 +391,22 @@ class Cluster:
         before = {name: node_view(node) for name, node in matched.items()}
         before.update({display(node): node_view(node) for node in undescribed})
         after = {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for name in matched:
-            if name in reached:
-                after[name] = {"role": want[name]["role"], "availability": want[name]["availability"],
-                               "labels": goal_labels(name, want[name], before[name]["labels"])}
+            if name in reached and only is not None:
+                # Only the maintenance of the nodes in ``only``; the rest as it is.
+                labels = with_maintenance(before[name]["labels"], want[name].get("maintenance"), now)
+                after[name] = before[name] if name not in only else dict(
+                    before[name], labels=labels, availability=goal_availability(want[name], labels))
+            elif name in reached:
+                labels = goal_labels(name, want[name], before[name]["labels"], now)
+                after[name] = {"role": want[name]["role"], "availability": goal_availability(want[name], labels),
+                               "labels": labels}
+                if want[name].get("maintenance") is None and MAINTENANCE_LABEL in labels \
+                        and want[name]["availability"] != "drain":
+                    self.warnings.append(f"{name} is in maintenance since {labels[MAINTENANCE_LABEL]}: kept "
+                                         f"drained (end it with playbooks/maintenance.yml -e node={name} "
+                                         "-e maintenance=end)")
             else:
                 after[name] = before[name]
                 self.defer_changes(name, before[name], want[name])
@@ -377,11 +438,12 @@ class Cluster:
                 continue
             have, goal = before[name], after[name]
             if have["labels"] != goal["labels"]:
-                self.update(node["ID"], f"set labels of {name} to {fmt_labels(user_labels(goal['labels']))}",
-                            Labels=goal["labels"])
+                self.update(node["ID"], label_action(name, have["labels"], goal["labels"]), Labels=goal["labels"])
             if have["availability"] != goal["availability"]:
                 self.update(node["ID"], f"set availability of {name} to {goal['availability']}",
                             Availability=goal["availability"])
+            if want[name].get("maintenance") and (only is None or name in only):
+                self.wait_for(f"the tasks on {name} to stop", lambda n=node["ID"]: not self.running_tasks(n))
         if may_retire:
             for node in undescribed:
                 if node_view(node)["availability"] != "drain":
@@ -396,7 +458,7 @@ class Cluster:
         for node in undescribed:
             if not (may_retire and remove_nodes) or node["ID"] == self.self_id or not self.retire(node):
                 pending.append(display(node))
-        if undescribed and not may_retire:
+        if undescribed and missing:
             self.warnings.append(
                 f"Not retiring {', '.join(sorted(display(n) for n in undescribed))}: described hosts "
                 f"{', '.join(missing)} were not found in the swarm, and an undescribed node may be one of them")
@@ -417,12 +479,12 @@ class Cluster:
 
     def defer_changes(self, name, have, item):
         """Record what an unreachable host would get; nothing is applied to it."""
-        goal_role, goal_av = item["role"], item["availability"]
-        labels = goal_labels(name, item, have["labels"])
+        labels = goal_labels(name, item, have["labels"], "(when reached)")
+        goal_role, goal_av = item["role"], goal_availability(item, labels)
         if have["role"] != goal_role:
             self.defer(name, f"{'promote' if goal_role == 'manager' else 'demote'} {name}")
         if have["labels"] != labels:
-            self.defer(name, f"set labels of {name} to {fmt_labels(user_labels(labels))}")
+            self.defer(name, label_action(name, have["labels"], labels))
         if have["availability"] != goal_av:
             self.defer(name, f"set availability of {name} to {goal_av}")
 
@@ -439,9 +501,11 @@ def main():
                     "availability": {"type": "str", "choices": ["active", "pause", "drain"], "default": "active"},
                     "node_id": {"type": "str"},
                     "reachable": {"type": "bool", "default": True},
+                    "maintenance": {"type": "bool"},
                 },
             },
             "remove_nodes": {"type": "bool", "default": True},
+            "only": {"type": "list", "elements": "str"},
             "wait_timeout": {"type": "int", "default": 60},
             "socket": {"type": "path", "default": "/var/run/docker.sock"},
         },

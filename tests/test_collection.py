@@ -99,7 +99,8 @@ def test_the_collection_keeps_the_layout_and_links_its_modules(collections):
     root = collections / 'ansible_collections' / 'swarmfabric' / 'swarm'
     for name in ('roles', 'playbooks', 'inventory', 'plugins', 'molecule', 'library', 'site.yml', 'docs', 'tests'):
         assert (root / name).exists(), name
-    for playbook in ('site', 'validate', 'plan', 'status', 'swarm', 'fabric', 'services', 'mesh', 'rotate-keys'):
+    for playbook in ('site', 'validate', 'plan', 'status', 'swarm', 'fabric', 'services', 'mesh', 'rotate-keys',
+                     'teardown', 'maintenance', 'add-node', 'replace-node'):
         assert (root / 'playbooks' / f'{playbook}.yml').is_file(), playbook
     assert (root / 'plugins' / 'modules' / 'swarm_node.py').is_file()
     assert os.readlink(root / 'plugins' / 'modules') == '../library'

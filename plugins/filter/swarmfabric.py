@@ -200,15 +200,17 @@ def swarm_live_manager(plan, reached, hostvars):
     return sf_inventory.live_manager({'name': plan['name'], 'managers': plain(plan['managers'])}, reached, memberships)
 
 
-def swarm_cluster_nodes(plan, reached, hostvars):
+def swarm_cluster_nodes(plan, reached, hostvars, maintenance=None):
     """swarm_cluster's node list: every described host, reached or not, with the node id of a
-    reached one from its join (__swarm_joined) or its membership read (__swarm_member)."""
+    reached one from its join (__swarm_joined) or its membership read (__swarm_member);
+    ``maintenance`` (host -> begin it or end it) for playbooks/maintenance.yml."""
     reached = plain(reached)
     view = {'managers': plain(plan['managers']), 'workers': plain(plan['workers']),
             'nodes': {host: plain(plan['nodes'][host]) for host in [*plan['managers'], *plan['workers']]}}
     return sf_inventory.cluster_nodes(view, reached,
                                    {host: plain(_hostvar(hostvars, host, '__swarm_joined')) for host in reached},
-                                   {host: plain(_hostvar(hostvars, host, '__swarm_member')) for host in reached})
+                                   {host: plain(_hostvar(hostvars, host, '__swarm_member')) for host in reached},
+                                   plain(maintenance))
 
 
 def swarm_fabric_stale(config_reads):

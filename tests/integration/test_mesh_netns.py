@@ -60,10 +60,10 @@ def lab():
 
 
 
-def converge(lab, backends, check=False):
+def converge(lab, backends, check=False, playbook=PLAYBOOK):
     plan = build_plan(SWARM, {"node1": {"swarm_advertise_addr": "192.168.77.1"}})
     with tempfile.TemporaryDirectory(prefix="sf-mesh-play-") as tmp:
-        (pathlib.Path(tmp) / "play.yml").write_text(PLAYBOOK)
+        (pathlib.Path(tmp) / "play.yml").write_text(playbook)
         (pathlib.Path(tmp) / "vars.json").write_text(json.dumps(
             {"swarmfabric_plan": plan, "swarmfabric_mesh_backends": backends, **health_vars(lab["node"])}))
         env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
@@ -133,3 +133,44 @@ def test_bad_input_fails_before_the_kernel(lab):
     stats, _ = converge(lab, {"web": ["10.20.50.999"]})
     assert stats["failures"] == 1
     assert ruleset(lab["node"]) == before
+
+
+TEARDOWN = """- hosts: node1
+  gather_facts: false
+  tasks:
+    - name: Teardown
+      ansible.builtin.include_role: {name: mesh, tasks_from: teardown}
+"""
+LEFTOVERS = ROOT / "playbooks" / "files" / "swarmfabric-leftovers.sh"
+
+
+def leftovers(lab):
+    return sh("sh", str(LEFTOVERS), "4789", "192.168.77.1", ns=lab["node"]).stdout.splitlines()
+
+
+def supervisor(lab):
+    pidfile = pathlib.Path(health_vars(lab["node"])["mesh_health_dir"]) / "mesh-health.pid"
+    return int(pidfile.read_text().split()[0])
+
+
+# Last in this module: it removes the lab's mesh.
+def test_the_teardown_removes_the_mesh_and_its_responder_and_lists_nothing_of_ours(lab):
+    converge(lab, {"web": ["10.20.50.5"]})
+    before = leftovers(lab)
+    assert {"nft table ip swarmfabric_mesh", "nft table netdev swarmfabric_mesh_arp",
+            "iptables chain filter SF-MESH-FWD"} <= set(before), before
+    pid = supervisor(lab)
+    assert pathlib.Path(f"/proc/{pid}").exists()
+
+    stats, tasks = converge(lab, {}, check=True, playbook=TEARDOWN)
+    assert stats["failures"] == 0 and leftovers(lab) == before, tasks
+
+    stats, tasks = converge(lab, {}, playbook=TEARDOWN)
+    assert stats["failures"] == 0, tasks
+    # What is left is the fabric's (its own teardown removes it).
+    assert leftovers(lab) == ["link sf-appnet", "link sf-appnet-h"]
+    assert "/32" not in sh("ip", "-br", "addr", "show", "dev", "sf-appnet-h", ns=lab["node"]).stdout
+    assert not pathlib.Path(f"/proc/{pid}").exists()
+    assert not pathlib.Path(health_vars(lab["node"])["mesh_health_dir"]).exists()
+    assert curl(lab, "http://192.168.77.1:8080/", times=1) == ["000"]
+    assert converge(lab, {}, playbook=TEARDOWN)[0]["changed"] == 0

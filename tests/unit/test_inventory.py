@@ -183,3 +183,12 @@ def test_an_unreached_host_gets_no_node_id():
     assert 'node_id' not in nodes['w1'] and nodes['w1']['reachable'] is False
     assert nodes['w2'] == {'name': 'w2', 'role': 'worker', 'labels': {'zone': '2'}, 'availability': 'drain',
                            'reachable': False}
+
+
+def test_maintenance_is_asked_only_for_the_named_hosts():
+    plan = _plan()
+    members = {'m1': {'node_id': 'r-m1'}, 'm2': {'node_id': 'r-m2'}}
+    nodes = {node['name']: node for node in inventory.cluster_nodes(plan, ['m1', 'm2'], {}, members,
+                                                                      {'m2': True, 'w2': False})}
+    assert nodes['m2']['maintenance'] is True and nodes['w2']['maintenance'] is False
+    assert 'maintenance' not in nodes['m1'] and 'maintenance' not in nodes['w1']

@@ -375,3 +375,52 @@ def test_nothing_to_do_is_reads_only_and_unchanged(monkeypatch, env):
     done = run(monkeypatch, kernel, backend="nftables", iptables=FILTER)
     assert kernel.argv() == READ_STEPS and not done.result["changed"], done.result
     assert done.result["actions"] == []
+
+
+ABSENT_READS = [
+    f"/sbin/ip -j addr show dev {DEV}",
+    "/sbin/iptables-save",
+    "/sbin/ipvsadm -Sn",
+    "/sbin/nft list table ip swarmfabric_mesh",
+    "/sbin/nft list table netdev swarmfabric_mesh_arp",
+]
+
+
+@pytest.mark.parametrize("live", [from_ipvs, from_nftables])
+def test_absent_removes_tables_chains_services_and_vips(monkeypatch, env, live):
+    monkeypatch.setattr(mesh.os.path, "exists", lambda path: path in (f"/sys/class/net/{DEV}", mesh.PROC_IPVS))
+    reads = live()
+    reads[ABSENT_READS[0]] = (0, addr_json("10.20.255.10", "10.20.255.11"), "")
+    kernel = Kernel(reads)
+    # No rulesets are needed to remove the mesh.
+    done = run(monkeypatch, kernel, state="absent", nft=None, ipvs=None, iptables=None, arp_guard=None)
+    assert not done.failed, done.result
+    assert done.result["changed"] and done.result["backend"] == "none"
+    nft_removed = kernel.data("/sbin/nft -f /dev/stdin")
+    assert nft_removed == [("delete table ip swarmfabric_mesh\n" if live is from_nftables else "")
+                           + "delete table netdev swarmfabric_mesh_arp\n"]
+    removed_ipt = kernel.data("/sbin/iptables-restore --noflush")[0]
+    assert "-X SF-MESH-FWD" in removed_ipt and "-D FORWARD -j SF-MESH-FWD" in removed_ipt
+    if live is from_ipvs:
+        assert "-X SF-MESH" in removed_ipt and "-X SF-MESH-POST" in removed_ipt
+        assert kernel.data("/sbin/ipvsadm -R") == [f"-e -f {MARK} -r 10.20.50.5:80 -m -w 0\n-D -f {MARK}\n"]
+    else:
+        assert "/sbin/ipvsadm -R" not in kernel.argv()
+    assert kernel.data("/sbin/ip -batch -") == ["addr del 10.20.255.10/32 dev sf-appnet-h\n"
+                                                "addr del 10.20.255.11/32 dev sf-appnet-h\n"]
+    # Nothing left: the second run reads only.
+    done = run(monkeypatch, Kernel({ABSENT_READS[0]: (0, addr_json(), ""), ABSENT_READS[1]: (0, "", ""),
+                                    ABSENT_READS[2]: (0, "", ""), ABSENT_READS[3]: ABSENT,
+                                    ABSENT_READS[4]: ABSENT}),
+               state="absent", nft=None, ipvs=None, iptables=None, arp_guard=None)
+    assert not done.result["changed"] and done.result["actions"] == []
+
+
+def test_absent_skips_a_shim_that_is_gone_and_writes_nothing_in_check_mode(monkeypatch, env):
+    monkeypatch.setattr(mesh.os.path, "exists", lambda path: path == mesh.PROC_IPVS)
+    reads = from_nftables()
+    kernel = Kernel(reads)
+    done = run(monkeypatch, kernel, check=True, state="absent")
+    assert not done.failed, done.result
+    assert kernel.writes == 0 and f"/sbin/ip -j addr show dev {DEV}" not in kernel.argv()
+    assert done.result["changed"] and "deleted table ip swarmfabric_mesh" in " ".join(done.result["actions"])

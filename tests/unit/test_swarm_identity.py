@@ -101,9 +101,9 @@ def run(run_module, monkeypatch):
     """swarm_cluster's main() on ``swarm``: (result, warnings)."""
     monkeypatch.setattr(cluster.time, "sleep", lambda seconds: None)
 
-    def converge(swarm, desired, check_mode=False, remove_nodes=True, timeout=0):
-        done = run_module(cluster, {"nodes": desired, "remove_nodes": remove_nodes, "wait_timeout": timeout},
-                          check=check_mode, docker=swarm)
+    def converge(swarm, desired, check_mode=False, remove_nodes=True, timeout=0, only=None):
+        done = run_module(cluster, {"nodes": desired, "remove_nodes": remove_nodes, "wait_timeout": timeout,
+                                    "only": only}, check=check_mode, docker=swarm)
         return done.result, done.warnings
     return converge
 
@@ -224,6 +224,90 @@ class Daemon(Docker):
         elif path == "/swarm/join":
             self.state, self.node_id = "active", "new"
         return None
+
+
+class Tasks(Swarm):
+    """The swarm, with one task per node in ``tasks`` (node id -> service); a drained node's
+    task is shut down after ``stop_after`` task reads."""
+
+    def __init__(self, nodes, tasks, stop_after=2):
+        super().__init__(nodes)
+        self.tasks, self.stop_after, self.task_reads = tasks, stop_after, 0
+
+    def get(self, path):
+        if path != "/tasks":
+            return super().get(path)
+        self.task_reads += 1
+        node_id = self.calls[-1][2]["filters"]["node"][0]
+        drained = self.nodes[node_id]["Spec"]["Availability"] == "drain"
+        stopped = drained and self.task_reads > self.stop_after
+        if node_id not in self.tasks:
+            return []
+        return [{"ID": "t1", "NodeID": node_id, "ServiceID": self.tasks[node_id],
+                 "DesiredState": "shutdown" if drained else "running",
+                 "Status": {"State": "shutdown" if stopped else "running"}}]
+
+
+MAINT = cluster.MAINTENANCE_LABEL
+
+
+def test_maintenance_drains_marks_and_waits_until_the_tasks_stopped(run):
+    swarm = Tasks([live(1, "manager", "m1"), live(2, "worker", "w1", labels={"zone": "a"})], {"id2": "web"})
+    result, _ = run(swarm, [want("m1", "manager", "id1"), dict(want("w1", "worker", "id2", labels={"zone": "a"}),
+                                                               maintenance=True)], timeout=5)
+    assert result["actions"] == ["began the maintenance of w1", "set availability of w1 to drain"]
+    labels = swarm.nodes["id2"]["Spec"]["Labels"]
+    assert labels["zone"] == "a" and labels[cluster.HOST_LABEL] == "w1"
+    assert labels[MAINT].endswith("Z") and swarm.nodes["id2"]["Spec"]["Availability"] == "drain"
+    # It returned only once the task had stopped (read until then).
+    assert swarm.task_reads == swarm.stop_after + 1
+    assert swarm.writes == [("POST", "/nodes/id2/update", {"version": "1"})] * 2
+
+
+def test_a_node_in_maintenance_stays_drained_until_it_ends(run):
+    swarm = Tasks([live(1, "manager", "m1"), live(2, "worker", "w1", labels={MAINT: "2026-12-02T10:00:00Z"})], {})
+    swarm.nodes["id2"]["Spec"]["Availability"] = "drain"
+    # A converge of the description (w1 active) keeps it drained and says why.
+    result, warnings = run(swarm, [want("m1", "manager", "id1"), want("w1", "worker", "id2")])
+    assert result["changed"] is False and swarm.writes == []
+    assert warnings == ["w1 is in maintenance since 2026-12-02T10:00:00Z: kept drained (end it with "
+                        "playbooks/maintenance.yml -e node=w1 -e maintenance=end)"]
+    # Check mode of the end plans it and writes nothing.
+    end = [want("m1", "manager", "id1"), dict(want("w1", "worker", "id2"), maintenance=False)]
+    planned, _ = run(swarm, end, check_mode=True)
+    assert planned["actions"] == ["ended the maintenance of w1", "set availability of w1 to active"]
+    assert swarm.writes == []
+    result, warnings = run(swarm, end)
+    assert result["actions"] == planned["actions"] and warnings == []
+    assert swarm.nodes["id2"]["Spec"] == {"Role": "worker", "Availability": "active",
+                                          "Labels": {cluster.HOST_LABEL: "w1"}}
+    # Ending it again changes nothing.
+    again, _ = run(swarm, end)
+    assert again["changed"] is False
+
+
+def test_only_changes_the_maintenance_of_the_named_node_and_nothing_else(run):
+    # The description differs everywhere (w1 a manager with new labels, m2 relabelled, an
+    # undescribed node): with only=[w1], w1 is drained and marked, and nothing else moves.
+    swarm = Tasks([live(1, "manager", "m1"), live(2, "worker", "w1", labels={"zone": "a"}),
+                   live(3, "worker", "m2"), live(4, "worker", "gone", state="down")], {})
+    desired = [want("m1", "manager", "id1"), want("m2", "worker", "id3", labels={"zone": "x"}),
+               dict(want("w1", "manager", "id2", labels={"zone": "b"}), maintenance=True)]
+    result, warnings = run(swarm, desired, only=["w1"], timeout=1)
+    assert result["actions"] == ["began the maintenance of w1", "set availability of w1 to drain"]
+    assert swarm.nodes["id2"]["Spec"]["Role"] == "worker" and swarm.nodes["id2"]["Spec"]["Labels"]["zone"] == "a"
+    assert swarm.nodes["id3"]["Spec"]["Labels"] == {cluster.HOST_LABEL: "m2"}
+    assert "id4" in swarm.nodes and swarm.nodes["id4"]["Spec"]["Availability"] == "active"
+    assert warnings == []
+
+
+def test_an_unreachable_node_in_maintenance_keeps_it_and_its_end_is_deferred(run):
+    swarm = Tasks([live(1, "manager", "m1"), live(2, "worker", "w1", state="down", labels={MAINT: "t"})], {})
+    swarm.nodes["id2"]["Spec"]["Availability"] = "drain"
+    result, _ = run(swarm, [want("m1", "manager", "id1"),
+                            dict(want("w1", "worker", reachable=False), maintenance=False)])
+    assert swarm.writes == []
+    assert result["deferred"] == {"w1": ["ended the maintenance of w1", "set availability of w1 to active"]}
 
 
 def test_an_active_member_the_managers_do_not_list_leaves_with_force_and_joins_again(run_module):

@@ -60,10 +60,11 @@ def _node_id(joined, member):
     return ''
 
 
-def cluster_nodes(plan, reached, joined, memberships):
+def cluster_nodes(plan, reached, joined, memberships, maintenance=None):
     """swarm_cluster's ``nodes``: every described host with its role, labels and availability,
     whether the run reached it, and the node id of a reached one that has one.
-    ``joined`` and ``memberships``: host -> the join's and the membership read's results."""
+    ``joined`` and ``memberships``: host -> the join's and the membership read's results.
+    ``maintenance``: host -> True (begin it) or False (end it), for playbooks/maintenance.yml."""
     reached_set = set(reached)
     out = []
     for host in members(plan):
@@ -73,6 +74,8 @@ def cluster_nodes(plan, reached, joined, memberships):
         node_id = _node_id(_get(joined, host), _get(memberships, host))
         if item['reachable'] and node_id:
             item['node_id'] = node_id
+        if host in (maintenance or {}):
+            item['maintenance'] = bool(maintenance[host])
         out.append(item)
     return out
 
