@@ -81,8 +81,8 @@ FIELDS = {
     'ports, short syntax (sorted by published port, as docker stack deploy does)': (
         {'ports': ['8080:80', '53:5353/udp', '9000', 7000, '6000-6001:7000-7001']},
         spec(EndpointSpec={'Ports': [
-            {'Protocol': 'tcp', 'TargetPort': 9000, 'PublishMode': 'ingress'},
             {'Protocol': 'tcp', 'TargetPort': 7000, 'PublishMode': 'ingress'},
+            {'Protocol': 'tcp', 'TargetPort': 9000, 'PublishMode': 'ingress'},
             {'Protocol': 'udp', 'TargetPort': 5353, 'PublishedPort': 53, 'PublishMode': 'ingress'},
             {'Protocol': 'tcp', 'TargetPort': 7000, 'PublishedPort': 6000, 'PublishMode': 'ingress'},
             {'Protocol': 'tcp', 'TargetPort': 7001, 'PublishedPort': 6001, 'PublishMode': 'ingress'},
@@ -446,13 +446,15 @@ BAD = {
          f'{WHERE}.ports[4]: "70000" has a port out of range 1..65535',
          f'{WHERE}.ports[5]: "80:80/tcp/x" {PORT}',
          f'{WHERE}.ports[6]: 80.5 {PORT}']),
+    # The last one is 80 in Arabic-Indic digits: not an integer, and shown escaped.
     'ports, long syntax': (
         {'ports': [{'published': 8080}, {'target': 0, 'published': 'x', 'protocol': 'icmp', 'mode': 'routed'},
-                   {'target': 80, 'host_ip': '127.0.0.1'}]},
+                   {'target': 80, 'host_ip': '127.0.0.1'}, {'target': 80, 'published': '\u0668\u0660'}]},
         [f'{WHERE}.ports[0].target: is required',
          f'{WHERE}.ports[1].mode: "routed" is not one of: ingress, host',
          f'{WHERE}.ports[1].protocol: "icmp" is not one of: tcp, udp',
          f'{WHERE}.ports[1].published: "x" is not an integer',
+         f'{WHERE}.ports[3].published: "\\u0668\\u0660" is not an integer',
          f'{WHERE}.ports[1].target: 0 is out of range 1..65535',
          f'{WHERE}.ports[2].host_ip: is ignored by swarm mode, which publishes a port on every address of the '
          'node; remove it']),
@@ -582,6 +584,12 @@ BAD = {
          f'{WHERE}.logging.format: unknown key (allowed: driver, options)',
          f'{WHERE}.logging.options.max-size: ["10m"] is not a string, a number or null']),
     'dns': ({'dns': 8}, [f'{WHERE}.dns: 8 is not a string or a list of strings']),
+    'dns, not addresses': (
+        {'dns': ['10.0.0.2', 'dns.example.com', 5]},
+        [f'{WHERE}.dns[1]: "dns.example.com" is not an IP address (a nameserver)',
+         f'{WHERE}.dns[2]: 5 is not a string; quote it']),
+    'dns, one not an address': (
+        {'dns': '10.0.0.300'}, [f'{WHERE}.dns: "10.0.0.300" is not an IP address (a nameserver)']),
     'extra_hosts': (
         {'extra_hosts': ['db 10.0.0.1', 'db:']},
         [f'{WHERE}.extra_hosts[0]: "db 10.0.0.1" is not a "host=ip" or "host:ip" string',

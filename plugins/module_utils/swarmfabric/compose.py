@@ -15,6 +15,7 @@ Toolkit-only settings live under the one extension key ``x-swarmfabric``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import shlex
@@ -102,6 +103,8 @@ SYSCTL_NAMES = ('kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem',
                 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced')
 SYSCTL_PREFIXES = ('net.', 'fs.mqueue.')
 SYSCTL_NAME = re.compile(r'[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)+', re.ASCII)
+# ASCII digits only: str.isdigit() and int() also take other scripts' digits.
+DIGITS = re.compile(r'[0-9]+', re.ASCII)
 IMAGE = re.compile(r'[\x21-\x7e]{1,255}', re.ASCII)
 UNITS = {'': 1, 'b': 1, 'k': 2 ** 10, 'm': 2 ** 20, 'g': 2 ** 30}
 
@@ -165,7 +168,7 @@ class _Check:
         elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             return True
         hint = '; quote it' if kind is str and isinstance(value, (bool, int, float)) else ''
-        if kind is int and isinstance(value, str) and value.isdigit():
+        if kind is int and isinstance(value, str) and DIGITS.fullmatch(value):
             hint = ' (write it unquoted)'
         self.add(parts, f'is not {NOUNS[kind]}{hint}', value)
         return False
@@ -251,7 +254,7 @@ class _Check:
 
 def _scalar_value(check, parts, value):
     """A value of environment, labels or logging options: Compose turns numbers into strings."""
-    if value is not None and (isinstance(value, (dict, list)) or not isinstance(value, (str, int, float, bool))):
+    if value is not None and not isinstance(value, (str, int, float, bool)):
         check.add(parts, 'is not a string, a number or null', value)
 
 
@@ -406,7 +409,7 @@ def _check_ports(check, parts, value):
             check.integer([*here, 'target'], port['target'], 1, 65535)
         if 'published' in port:
             published = port['published']
-            if isinstance(published, str) and published.isdigit():
+            if isinstance(published, str) and DIGITS.fullmatch(published):
                 published = int(published)
             check.integer([*here, 'published'], published, 1, 65535)
         if 'protocol' in port:
@@ -596,6 +599,20 @@ def _check_extension(check, parts, value):
             check.choice([*here, str(port)], policy, TRAFFIC_POLICIES)
 
 
+def _check_dns(check, parts, value):
+    check.strings(parts, value, single=True)
+    # docker/cli drops a nameserver that is not an IP address without a word: refuse it here.
+    if isinstance(value, str):
+        items = [(parts, value)]
+    else:
+        items = [([*parts, i], v) for i, v in enumerate(value if isinstance(value, list) else ()) if isinstance(v, str)]
+    for here, item in items:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            check.add(here, 'is not an IP address (a nameserver)', item)
+
+
 def _image(check, parts, value):
     if check.typed(parts, value, str) and not IMAGE.fullmatch(value):
         check.add(parts, 'is not an image reference (1 to 255 printable ASCII characters, no spaces)', value)
@@ -640,7 +657,7 @@ FIELDS = {
     'stop_grace_period': lambda c, p, v: c.duration(p, v),
     'stop_signal': lambda c, p, v: c.text(p, v),
     'logging': lambda c, p, v: _check_logging(c, p, v),
-    'dns': lambda c, p, v: c.strings(p, v, single=True),
+    'dns': _check_dns,
     'extra_hosts': _check_extra_hosts,
     EXTENSION: _check_extension,
 }
@@ -659,6 +676,7 @@ def _check_logging(check, parts, value):
 
 def check_service(name, service, path, report, *, networks=None, secrets=None, configs=None):
     """Add every problem of one service to ``report`` (an object with ``.add(line)``).
+    The rule for ``name`` itself is the caller's (a description's and a compose file's differ).
 
     ``path`` is where the service stands (['swarm', 'services', 'web'], or a compose file's
     ['services', 'web']). ``networks``, ``secrets`` and ``configs`` are the names that may be
@@ -686,7 +704,6 @@ def check_service(name, service, path, report, *, networks=None, secrets=None, c
     elif 'image' in service and backends:
         check.add([EXTENSION, 'backends'], 'is not allowed together with image (a service runs either '
                                            'containers or static backends)', shown=False)
-    del name  # the name's own rule is the caller's (a description and a compose file differ)
 
 
 # ---------------------------------------------------------------- one normal form
@@ -760,8 +777,9 @@ def _ports(value):
             out.append(port)
         else:
             out.extend(_short_port(item))
-    # docker stack deploy sorts by published port (stable), so the order written does not matter.
-    return sorted(out, key=lambda p: p.get('published', 0))
+    # Sorted on the published port first, as docker stack deploy sorts them; then on the rest, so that
+    # the order written never matters (two ports without a published one included).
+    return sorted(out, key=lambda p: (p.get('published', 0), p['target'], p['protocol'], p['mode']))
 
 
 def _networks(value):
@@ -938,7 +956,7 @@ def _labels(value, stack, **extra):
     return labels
 
 
-def _container(name, service, stack, secrets, configs, volumes):
+def _container(service, stack, secrets, configs, volumes):
     spec = {'Image': service['image']}
     simple = (('entrypoint', 'Command', _split), ('command', 'Args', _split), ('user', 'User', str),
               ('working_dir', 'Dir', str), ('hostname', 'Hostname', str), ('init', 'Init', bool),
@@ -978,7 +996,6 @@ def _container(name, service, stack, secrets, configs, volumes):
     if 'extra_hosts' in service:
         # Swarmkit's notation, as in /etc/hosts: "ip host".
         spec['Hosts'] = [f'{address} {host}' for host, address in _extra_hosts(service['extra_hosts'])]
-    del name
     return spec
 
 
@@ -995,7 +1012,7 @@ def service_spec(name, service, *, networks=None, secrets=None, configs=None, vo
         raise ValueError(f'Cannot convert service {name}: it has {EXTENSION}.backends and no image '
                          '(static backends run no containers)')
     deploy = service.get('deploy', {})
-    task = {'ContainerSpec': _container(name, service, stack, secrets, configs, volumes)}
+    task = {'ContainerSpec': _container(service, stack, secrets, configs, volumes)}
     if 'resources' in deploy:
         task['Resources'] = _resources(deploy['resources'])
     if 'restart_policy' in deploy:
