@@ -2,7 +2,13 @@
 ServiceSpec, every refused field, v1 key and bad value with its exact path and rule, and the
 flat view that diffs are made of. Expected values are written out, never recomputed."""
 
+import ast
+import sys
+
 import pytest
+from conftest import REPO
+from hypothesis import given
+from hypothesis import strategies as st
 from swarmfabric.compose import Lines, check_service, diff_fields, format_duration, service_fields, service_spec
 
 IMAGE = 'swarmfabric/task:1'
@@ -721,3 +727,49 @@ def test_a_secret_change_shows_object_names_only():
 ])
 def test_format_duration(ns, text):
     assert format_duration(ns) == text
+
+
+@pytest.mark.parametrize(('memory', 'count'), [
+    (0, 0), (1, 1), ('1', 1), ('100b', 100), ('1k', 1024), ('1K', 1024), ('1kb', 1024), ('512m', 536870912),
+    ('512MB', 536870912), ('1g', 1073741824), ('1.5gb', 1610612736), ('0.5k', 512), ('1.0001k', 1024),
+])
+def test_memory_sizes_use_composes_byte_grammar(memory, count):
+    service = {'image': IMAGE, 'deploy': {'resources': {'limits': {'memory': memory}}}}
+    assert service_spec('web', service)['TaskTemplate']['Resources'] == {'Limits': {'MemoryBytes': count}}
+
+
+@pytest.mark.parametrize('memory', ['1t', '1 g', '1gib', '-1m', '.5g', '1e3', '', True, 1.5, '\uff11g'])
+def test_a_size_outside_the_grammar_is_refused(memory):
+    rendered = {True: 'true', 1.5: '1.5', '\uff11g': '"\\uff11g"'}.get(memory, f'"{memory}"')
+    assert problems({'image': IMAGE, 'deploy': {'resources': {'limits': {'memory': memory}}}}) == [
+        f'{WHERE}.deploy.resources.limits.memory: {rendered} {SIZE}']
+
+
+@pytest.mark.parametrize(('cpus', 'nano'), [
+    ('0.000000001', 1), ('1.5', 1500000000), (2, 2000000000), (0.1, 100000000), ('16', 16000000000)])
+def test_cpus_are_exact_nano_cpus(cpus, nano):
+    service = {'image': IMAGE, 'deploy': {'resources': {'reservations': {'cpus': cpus}}}}
+    assert service_spec('web', service)['TaskTemplate']['Resources'] == {'Reservations': {'NanoCPUs': nano}}
+
+
+@given(published=st.integers(1, 65535), target=st.integers(1, 65535), protocol=st.sampled_from(['tcp', 'udp']),
+       short=st.booleans())
+def test_a_port_is_the_same_in_both_syntaxes(published, target, protocol, short):
+    port = f'{published}:{target}/{protocol}' if short else {'published': published, 'target': target,
+                                                             'protocol': protocol}
+    assert problems({'image': IMAGE, 'ports': [port]}) == []
+    assert service_spec('web', {'image': IMAGE, 'ports': [port]})['EndpointSpec'] == {'Ports': [
+        {'Protocol': protocol, 'TargetPort': target, 'PublishedPort': published, 'PublishMode': 'ingress'}]}
+    assert service_fields({'image': IMAGE, 'ports': [port]})['ports[0]'] == f'{published}:{target}/{protocol} ingress'
+
+
+def test_compose_imports_only_the_standard_library():
+    # Modules load it on managed hosts, where neither Ansible's controller packages nor PyYAML are.
+    tree = ast.parse((REPO / 'plugins/module_utils/swarmfabric/compose.py').read_text())
+    imported = {alias.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split('.')[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level == 0}
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+    assert imported <= set(sys.stdlib_module_names) | {'__future__'}, imported
+    assert relative <= {None, 'constants'}, relative
