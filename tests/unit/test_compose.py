@@ -7,8 +7,9 @@ import sys
 
 import pytest
 from conftest import REPO
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from swarmfabric.compose import FIELDS as FIELD_NAMES
 from swarmfabric.compose import Lines, check_service, diff_fields, format_duration, service_fields, service_spec
 
 IMAGE = 'swarmfabric/task:1'
@@ -119,6 +120,10 @@ FIELDS = {
         {'deploy': {'mode': 'replicated-job'}}, spec(Mode={'ReplicatedJob': {}})),
     'deploy.mode global-job': ({'deploy': {'mode': 'global-job'}}, spec(Mode={'GlobalJob': {}})),
     'deploy.endpoint_mode': ({'deploy': {'endpoint_mode': 'dnsrr'}}, spec(EndpointSpec={'Mode': 'dnsrr'})),
+    'deploy.endpoint_mode dnsrr with a host port': (
+        {'deploy': {'endpoint_mode': 'dnsrr'}, 'ports': [{'target': 80, 'published': 8080, 'mode': 'host'}]},
+        spec(EndpointSpec={'Mode': 'dnsrr', 'Ports': [
+            {'Protocol': 'tcp', 'TargetPort': 80, 'PublishedPort': 8080, 'PublishMode': 'host'}]})),
     'deploy.placement': (
         {'deploy': {'placement': {'constraints': ['node.labels.db == true', 'node.role!=manager'],
                                   'preferences': [{'spread': 'node.labels.zone'}, {'spread': 'node.id'}],
@@ -362,6 +367,7 @@ def test_a_v1_traffic_policy_on_a_port_names_its_v2_spelling():
 ALL_KEYS = ('image, command, entrypoint, environment, secrets, configs, volumes, ports, networks, deploy, '
             'healthcheck, labels, user, working_dir, hostname, init, read_only, cap_add, cap_drop, sysctls, '
             'ulimits, stop_grace_period, stop_signal, logging, dns, extra_hosts, x-swarmfabric')
+VOLUME_NAME = 'is not a volume name (letters, digits, "_", "." or "-", starting with a letter or digit)'
 IMAGE_RULE = 'is not an image reference (1 to 255 printable ASCII characters, no spaces)'
 DURATION = 'is not a duration like 5s, 1.5s, 500ms, 1m30s or 24h'
 SIZE = 'is not a size like 512m, 1g, 1.5gb or a number of bytes'
@@ -427,7 +433,7 @@ BAD = {
                      {'type': 'volume', 'source': 'a', 'target': '/a', 'read_only': 'yes',
                       'volume': {'nocopy': 1, 'subpath': 'x'}},
                      {'type': 'bind', 'source': '/a', 'target': '/a', 'bind': {'propagation': 'up'}},
-                     {'source': 'a'}]},
+                     {'source': 'a'}, {'type': 'volume', 'source': 'my data', 'target': '/d'}, '-x:/x']},
         [f'{WHERE}.volumes[0].source: is required for a bind mount',
          f'{WHERE}.volumes[1].type: "nfs" is not one of: volume, bind, tmpfs',
          f'{WHERE}.volumes[2].volume: is only allowed with type volume',
@@ -440,7 +446,9 @@ BAD = {
          f'{WHERE}.volumes[5].bind.propagation: "up" is not one of: rprivate, private, rshared, shared, rslave, '
          'slave',
          f'{WHERE}.volumes[6].target: is required',
-         f'{WHERE}.volumes[6].type: is required']),
+         f'{WHERE}.volumes[6].type: is required',
+         f'{WHERE}.volumes[7].source: "my data" {VOLUME_NAME}',
+         f'{WHERE}.volumes[8]: "-x:/x" {VOLUME_NAME}']),
     'ports, short syntax': (
         {'ports': ['127.0.0.1:8080:80', '80:80/sctp', 'http', '8080-8081:80', '70000', '80:80/tcp/x', 80.5]},
         [f'{WHERE}.ports[0]: "127.0.0.1:8080:80" has a host IP: swarm mode publishes a port on every address of '
@@ -487,6 +495,18 @@ BAD = {
         {'deploy': {'replicas': '3'}}, [f'{WHERE}.deploy.replicas: "3" is not an integer (write it unquoted)']),
     'deploy.replicas, too many': (
         {'deploy': {'replicas': 10001}}, [f'{WHERE}.deploy.replicas: 10001 is out of range 0..10000']),
+    'deploy.endpoint_mode dnsrr with ingress ports': (
+        {'deploy': {'endpoint_mode': 'dnsrr'}, 'ports': ['8080:80', {'target': 81, 'mode': 'ingress'},
+                                                        {'target': 82, 'mode': 'host', 'published': 82}]},
+        [f'{WHERE}.ports[0].mode: ingress (the default) is not allowed with deploy.endpoint_mode dnsrr (Docker '
+         'refuses ingress ports without a VIP); use mode: host or deploy.endpoint_mode: vip',
+         f'{WHERE}.ports[1].mode: ingress is not allowed with deploy.endpoint_mode dnsrr (Docker refuses ingress '
+         'ports without a VIP); use mode: host or deploy.endpoint_mode: vip']),
+    'keys YAML did not read as strings': (
+        {'environment': {0: 'x', 'A': 'y'}, 'labels': {True: 'x'}, 'ulimits': {1: 2}},
+        [f'{WHERE}.environment.0: key 0 is not a string; quote it',
+         f'{WHERE}.labels.True: key true is not a string; quote it',
+         f'{WHERE}.ulimits.1: key 1 is not a string; quote it']),
     'deploy.endpoint_mode': (
         {'deploy': {'endpoint_mode': 'ipvs'}}, [f'{WHERE}.deploy.endpoint_mode: "ipvs" is not one of: vip, dnsrr']),
     'deploy.placement': (
@@ -773,3 +793,23 @@ def test_compose_imports_only_the_standard_library():
     relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
     assert imported <= set(sys.stdlib_module_names) | {'__future__'}, imported
     assert relative <= {None, 'constants'}, relative
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=12)
+    | st.sampled_from(['8080:80', '1s', 'a=b', '512m', '/x:/y:ro', 'CMD', 'NONE', 'volume', 'bind', 'tmpfs']),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(max_size=8) | st.integers(0, 9) | st.sampled_from(['source', 'target', 'type', 'soft', 'hard', 'mode',
+                                                                  'test', 'limits', 'cpus', 'memory', 'aliases']),
+        inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(sorted(FIELD_NAMES)), value=VALUES)
+def test_any_value_of_any_field_gets_lines_not_an_exception(key, value):
+    lines = problems({'image': IMAGE, key: value}, networks={'appnet'}, secrets=set(), configs=set())
+    assert all(line.startswith(f'{WHERE}') and line.isascii() and '\n' not in line for line in lines), lines
+    if not lines:  # whatever check_service accepts converts and views without an error
+        service_spec('web', {'image': IMAGE, key: value})
+        service_fields({'image': IMAGE, key: value})

@@ -89,9 +89,9 @@ V1_KEYS = {
 MODES = ('replicated', 'global', 'replicated-job', 'global-job')
 MAX_REPLICAS = 10000
 INT64 = 2 ** 63 - 1
-UINT32 = 2 ** 32 - 1
 PROPAGATIONS = ('rprivate', 'private', 'rshared', 'shared', 'rslave', 'slave')
-NAME = r'[A-Za-z0-9][A-Za-z0-9_.-]*'
+# Docker's rule for a volume name.
+VOLUME_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*', re.ASCII)
 SIZE = re.compile(r'([0-9]+(?:\.[0-9]+)?)([bkmg]|[kmg]b)?', re.ASCII | re.IGNORECASE)
 SIZE_EXAMPLES = '512m, 1g, 1.5gb or a number of bytes'
 CPUS = re.compile(r'[0-9]+(?:\.[0-9]{1,9})?', re.ASCII)
@@ -118,8 +118,14 @@ def where(path):
         if isinstance(part, int) and not isinstance(part, bool):
             text += f'[{part}]'
         else:
-            text += f'.{part}' if text else str(part)
+            name = _escape(str(part))
+            text += f'.{name}' if text else name
     return text
+
+
+def _escape(text):
+    """Non-ASCII and control characters as \\uXXXX, so that look-alike letters show."""
+    return ''.join(c if ' ' <= c <= '~' else json.dumps(c)[1:-1] for c in text)
 
 
 def show(value):
@@ -128,7 +134,12 @@ def show(value):
         return 'null'
     if isinstance(value, bool):
         return 'true' if value else 'false'
-    text = json.dumps(value, sort_keys=True, default=lambda v: f'<{type(v).__name__}>')
+    def other(item):
+        return f'<{type(item).__name__}>'
+    try:
+        text = json.dumps(value, sort_keys=True, default=other)
+    except TypeError:  # keys of mixed types cannot be sorted
+        text = json.dumps(value, default=other)
     return text if len(text) <= 60 else text[:57] + '...'
 
 
@@ -226,10 +237,21 @@ class _Check:
         for i, item in enumerate(value):
             self.typed([*parts, i], item, str)
 
+    def names(self, parts, value):
+        """The items of a mapping whose keys are the user's names; a key YAML did not read as a
+        string (0:, on:) is refused and its item skipped."""
+        items = []
+        for key, item in value.items():
+            if isinstance(key, str):
+                items.append((key, item))
+            else:
+                self.add([*parts, str(key)], f'key {show(key)} is not a string; quote it', shown=False)
+        return items
+
     def pairs(self, parts, value, noun, check_value):
         """Compose's two shapes of a map: a mapping, or a list of "key=value" strings."""
         if isinstance(value, dict):
-            for key, item in value.items():
+            for key, item in self.names(parts, value):
                 check_value([*parts, key], item)
         elif isinstance(value, list):
             seen = {}
@@ -239,7 +261,7 @@ class _Check:
                     continue
                 key = item.partition('=')[0]
                 if key in seen:
-                    self.add([*parts, i], f'sets {key} again (already set in '
+                    self.add([*parts, i], f'sets {_escape(key)} again (already set in '
                                           f'{where([*self.path, *parts, seen[key]])})', shown=False)
                 seen.setdefault(key, i)
         else:
@@ -301,7 +323,7 @@ def _short_volume(text):
         elif option in PROPAGATIONS and long['type'] == 'bind':
             long['bind'] = {'propagation': option}
         else:
-            return (f'has the option {option}, which a {long["type"]} cannot take here '
+            return (f'has the option {_escape(option)}, which a {long["type"]} cannot take here '
                     f'(ro, rw{", nocopy" if long["type"] == "volume" else ", " + ", ".join(PROPAGATIONS)})')
     return long
 
@@ -336,8 +358,9 @@ def _check_volumes(check, parts, value):
                           'and a relative one has nothing to be relative to there', shown or source)
         elif kind == 'tmpfs' and 'source' in item:
             check.add([*here, 'source'], 'is not allowed with type tmpfs', source)
-        elif 'source' in item:
-            check.text([*here, 'source'], source)
+        elif 'source' in item and check.typed([*here, 'source'], source, str) and not VOLUME_NAME.fullmatch(source):
+            check.add(here if shown else [*here, 'source'], 'is not a volume name (letters, digits, "_", "." or "-", '
+                      'starting with a letter or digit)', shown or source)
         if 'read_only' in item:
             check.typed([*here, 'read_only'], item['read_only'], bool)
         for key, allowed in (('volume', ('nocopy',)), ('bind', ('propagation',)), ('tmpfs', ('size', 'mode'))):
@@ -376,7 +399,7 @@ def _short_port(value):
         return 'has a host IP: swarm mode publishes a port on every address of the node; remove it'
     protocol = protocol or 'tcp'
     if protocol not in ('tcp', 'udp'):
-        return f'has the protocol {protocol}; use tcp or udp'
+        return f'has the protocol {_escape(protocol)}; use tcp or udp'
     targets = _port_range(numbers[-1])
     published = _port_range(numbers[0]) if len(numbers) == 2 else None
     if not targets or (published is not None and len(published) != len(targets)):
@@ -427,7 +450,7 @@ def _check_networks(check, parts, value):
     if not isinstance(value, dict):
         check.add(parts, 'is not a list of network names or a mapping of them', value)
         return
-    for name, options in value.items():
+    for name, options in check.names(parts, value):
         check.reference([*parts, name], name, 'networks')
         if options is None:
             continue
@@ -540,7 +563,7 @@ def _check_healthcheck(check, parts, value):
 
 
 def _check_ulimits(check, parts, value):
-    for name, limit in (value.items() if check.typed(parts, value, dict) else ()):
+    for name, limit in (check.names(parts, value) if check.typed(parts, value, dict) else ()):
         here = [*parts, name]
         if _is_int(limit):
             check.integer(here, limit, 0, INT64)
@@ -559,9 +582,9 @@ def _check_sysctls(check, parts, value):
         names = [(i, item.partition('=')[0]) for i, item in enumerate(value) if isinstance(item, str)]
     else:
         check.pairs(parts, value, 'name', lambda p, v: _sysctl_value(check, p, v))
-        names = [(name, name) for name in value] if isinstance(value, dict) else []
+        names = [(name, name) for name in value if isinstance(name, str)] if isinstance(value, dict) else []
     for part, name in names:
-        if not SYSCTL_NAME.fullmatch(name):
+        if not isinstance(name, str) or not SYSCTL_NAME.fullmatch(name):
             check.add([*parts, part], 'is not a sysctl name, like net.ipv4.tcp_keepalive_time', name)
         elif name not in SYSCTL_NAMES and not name.startswith(SYSCTL_PREFIXES):
             check.add([*parts, part], "is not a sysctl a task has its own copy of (Docker allows net.*, "
@@ -575,7 +598,7 @@ def _sysctl_value(check, parts, value):
 
 def _check_extra_hosts(check, parts, value):
     if isinstance(value, dict):
-        for host, address in value.items():
+        for host, address in check.names(parts, value):
             check.text([*parts, host], address)
         return
     for i, item in check.items(parts, value):
@@ -670,7 +693,7 @@ def _check_logging(check, parts, value):
     if 'options' in logging:
         options = logging['options']
         if check.typed([*parts, 'options'], options, dict):
-            for key, item in options.items():
+            for key, item in check.names([*parts, 'options'], options):
                 _scalar_value(check, [*parts, 'options', key], item)
 
 
@@ -698,6 +721,15 @@ def check_service(name, service, path, report, *, networks=None, secrets=None, c
             close = difflib.get_close_matches(str(key), list(FIELDS), n=1)
             hint = f'; did you mean {close[0]}?' if close else ''
             check.add([key], f'unknown key (a service takes: {", ".join(FIELDS)}){hint}', shown=False)
+    deploy = service.get('deploy') if isinstance(service.get('deploy'), dict) else {}
+    if deploy.get('endpoint_mode') == 'dnsrr' and isinstance(service.get('ports'), list):
+        for i, port in enumerate(service['ports']):
+            mode = port.get('mode', 'ingress') if isinstance(port, dict) else 'ingress'
+            if mode == 'ingress':
+                shown = 'ingress' if isinstance(port, dict) and 'mode' in port else 'ingress (the default)'
+                check.add(['ports', i, 'mode'], f'{shown} is not allowed with deploy.endpoint_mode dnsrr (Docker '
+                          'refuses ingress ports without a VIP); use mode: host or deploy.endpoint_mode: vip',
+                          shown=False)
     backends = isinstance(service.get(EXTENSION), dict) and 'backends' in service[EXTENSION]
     if 'image' not in service and not backends:
         check.add([], f'needs image (container tasks) or {EXTENSION}.backends (static addresses)', shown=False)
