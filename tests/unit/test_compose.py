@@ -378,6 +378,10 @@ BAD = {
         {'imgae': 'x'}, [f'{WHERE}.imgae: unknown key (a service takes: {ALL_KEYS}); did you mean image?',
                          f'{WHERE}: needs image (container tasks) or x-swarmfabric.backends (static addresses)']),
     'unknown key': ({'color': 'red'}, [f'{WHERE}.color: unknown key (a service takes: {ALL_KEYS})']),
+    'a misspelt extension key': (
+        {'x-swarmfabrik': {'vip': '10.20.255.10'}, 'x-swarm-fabric': {}},
+        [f'{WHERE}.x-swarm-fabric: is not x-swarmfabric (the extension key of this toolkit); did you mean it?',
+         f'{WHERE}.x-swarmfabrik: is not x-swarmfabric (the extension key of this toolkit); did you mean it?']),
     'not a mapping': ('redis', [f'{WHERE}: "redis" is not a mapping']),
     'image and backends': (
         {'x-swarmfabric': {'backends': ['10.21.9.1:80']}},
@@ -639,6 +643,14 @@ def test_a_bad_service_is_refused_with_path_and_rule(service, expected):
         service = {'image': IMAGE, **service}
     # Every line, and nothing else: each sample breaks exactly the rules it names.
     assert problems(service, networks={'appnet'}, secrets={'db_password'}, configs=set()) == sorted(expected)
+
+
+def test_another_tools_extension_field_is_ignored_as_compose_ignores_it():
+    service = {'image': IMAGE, 'x-traefik': {'rule': 'Host(`a`)'}, 'x-common': 1}
+    assert problems(service) == []
+    assert service_spec('web', service) == spec()
+    assert service_fields(service) == {'image': IMAGE, 'deploy.mode': 'replicated', 'deploy.replicas': 1,
+                                       'deploy.endpoint_mode': 'vip'}
 
 
 def test_references_are_not_checked_without_the_declared_names():

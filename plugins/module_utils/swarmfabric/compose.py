@@ -9,7 +9,8 @@ Three pure functions, standard library only (modules load this on managed hosts)
   would send for it (docker/cli's convert package);
 - service_fields() and diff_fields(): a flat view in Compose's names and values, for diffs.
 
-Toolkit-only settings live under the one extension key ``x-swarmfabric``.
+Toolkit-only settings live under the one extension key ``x-swarmfabric``; other ``x-`` keys
+(extension fields of other tools) are ignored, as Compose ignores them.
 """
 
 from __future__ import annotations
@@ -717,6 +718,12 @@ def check_service(name, service, path, report, *, networks=None, secrets=None, c
         elif key in IGNORED:
             instead = f'; {IGNORED[key]}' if IGNORED[key] else ''
             check.add([key], f'is ignored by swarm mode (docker stack deploy){instead}', shown=False)
+        elif isinstance(key, str) and key.startswith('x-'):
+            # Another tool's extension field: Compose and docker stack deploy ignore it, and so do we,
+            # unless it is a misspelling of ours.
+            if difflib.get_close_matches(key, [EXTENSION], n=1, cutoff=0.8):
+                check.add([key], f'is not {EXTENSION} (the extension key of this toolkit); did you mean it?',
+                          shown=False)
         else:
             close = difflib.get_close_matches(str(key), list(FIELDS), n=1)
             hint = f'; did you mean {close[0]}?' if close else ''
