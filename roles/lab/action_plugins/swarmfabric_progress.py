@@ -45,7 +45,7 @@ def _reader(stream, name, out):
 
 
 def _line(label, text, seconds):
-    text = f'{label}: {text}' if label else text
+    text = ' '.join((f'{label}: {text}' if label else text).split())
     if len(text) > WIDTH:
         text = text[:WIDTH - 3] + '...'
     return f'{text} ({seconds} s)'
