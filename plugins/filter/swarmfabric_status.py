@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The status report's filters (playbooks/status.yml, docs/operations.md):
 swarm_status_gather parses what the hosts read, swarm_status compares it
-with the plan, swarm_status_table prints it, swarm_status_dot draws it.
+with the plan, swarm_status_table prints it, swarm_status_dot draws it, swarm_status_brief
+sums it up.
 The logic is plugins/module_utils/swarmfabric/status.py."""
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def swarm_status_table(status):
     return _status.summary(_plain(status))
 
 
+def swarm_status_brief(status, answers=None):
+    """A short human summary: nodes, overlays, services, and what each node's URL answers."""
+    try:
+        return _status.brief(_plain(status), _plain(answers or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f'Cannot summarise the status: {exc!r}') from exc
+
+
 def swarm_status_dot(status):
     """The report as Graphviz DOT text."""
     return _status.dot(_plain(status))
@@ -55,4 +64,5 @@ def swarm_status_dot(status):
 class FilterModule:
     def filters(self):
         return {'swarm_status_gather': swarm_status_gather, 'swarm_status': swarm_status,
-                'swarm_status_table': swarm_status_table, 'swarm_status_dot': swarm_status_dot}
+                'swarm_status_table': swarm_status_table, 'swarm_status_dot': swarm_status_dot,
+                'swarm_status_brief': swarm_status_brief}

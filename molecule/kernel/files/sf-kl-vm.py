@@ -4,6 +4,9 @@
 ``up`` picks free loopback ports, boots the cached kernel, initramfs and root
 image with the run's seed directory shared read-only over 9p, waits until
 every lab host's sshd sends its banner, and prints JSON with the ports.
+While it waits it writes ``@progress`` lines to stderr when the boot moves
+on (what the console shows, how many hosts answer on ssh), for the
+swarmfabric_progress action to show live.
 ``down`` stops the VM recorded in the run directory. Controller side only.
 """
 
@@ -74,6 +77,24 @@ def alive(pid):
     return True
 
 
+def boot_phase(rundir):
+    """What the VM is doing, from its serial console (the kernel is quiet; sf-kl-init says when it is done)."""
+    try:
+        with open(os.path.join(rundir, "console.log"), "rb") as handle:
+            console = handle.read()
+    except OSError:
+        console = b""
+    if b"sf-kl: lab up" in console:
+        return "lab hosts started"
+    if console.strip():
+        return "kernel and init running"
+    return "qemu started, kernel loading"
+
+
+def progress(message):
+    print(f"@progress {message}", file=sys.stderr, flush=True)
+
+
 def up(args):
     started = time.monotonic()
     ports = free_ports(args.hosts)
@@ -83,6 +104,7 @@ def up(args):
         sys.exit(f"Cannot start the lab VM: {result.stderr.strip()}")
     pid = read_pid(args.rundir)
     waiting = set(ports)
+    said = None
     while waiting:
         if pid is None or not alive(pid):
             sys.exit(f"Cannot start the lab VM: qemu exited, see {args.rundir}/console.log")
@@ -90,6 +112,10 @@ def up(args):
             down(args)
             sys.exit(f"Cannot start the lab VM: no sshd on ports {sorted(waiting)} after {args.timeout}s")
         waiting = {port for port in waiting if not ssh_banner(port)}
+        message = f"booting, {boot_phase(args.rundir)}, {len(ports) - len(waiting)}/{len(ports)} hosts answer on ssh"
+        if message != said:
+            progress(message)
+            said = message
         if waiting:
             time.sleep(0.5)
     json.dump({"pid": pid, "ports": ports, "boot_seconds": round(time.monotonic() - started, 1)}, sys.stdout)

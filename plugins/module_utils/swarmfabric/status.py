@@ -24,6 +24,7 @@ read, ``parse_read``):
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 HOST_LABEL = 'io.swarmfabric.host'
@@ -243,7 +244,7 @@ def desired_state(plan):
     for name, o in plan['overlays'].items():
         members = o['members']
         overlays[name] = {
-            'vni': o['vni'], 'encrypted': bool(o['encrypted']), 'device': o['device'],
+            'vni': o['vni'], 'subnet': o.get('subnet'), 'encrypted': bool(o['encrypted']), 'device': o['device'],
             'members': {host: {'underlay': m['underlay'], 'address': m['address'],
                                'peers': sorted(members[p]['underlay'] for p in members if p != host)}
                         for host, m in members.items()},
@@ -361,6 +362,101 @@ def summary(status):
             rows.append((obj, f"{len(member['peers'])} peers", got, ', '.join(drifted.get(obj, [])) or '-'))
     widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
     return [f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}' for r in rows]
+
+
+def _count(number, word):
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def _answer(result, addr):
+    """One published port asked from the controller (an ansible.builtin.uri result): its URL and answer."""
+    url = result.get('url') or f"http://{addr}:{result.get('item')}/"
+    code = result.get('status') or -1
+    if code > 0:
+        body = ' '.join(str(result.get('content') or '').split())
+        body = body[:40] + '...' if len(body) > 40 else body
+        return f'{url} -> HTTP {code} "{body}"' if body else f'{url} -> HTTP {code}'
+    reason = str(result.get('msg') or 'no answer')
+    match = re.search(r'<urlopen error (?:\[Errno -?\d+\] )?(.*)>', reason)
+    reason = match.group(1) if match else reason
+    return f'{url} -> no answer ({reason[:60]})'
+
+
+def brief(status, answers):
+    """A short human summary of the swarm as it is: its nodes, overlays and services, and what each
+    node's published ports answer, asked from the controller (``answers``: host -> the uri results,
+    each with ``item`` the port). For ``./swarmfabric lab``; status.yml prints it with status_summary=true."""
+    desired, actual = status['desired'], status['actual']
+    nodes, services, overlays = actual['nodes'], actual['services'], desired['overlays']
+    drift = status.get('drift') or []
+    head = f"swarm {desired['name']}: {_count(len(set(desired['nodes']) | set(nodes)), 'node')}, "
+    head += f"{_count(len(overlays), 'overlay')}, {_count(len(desired['services']), 'service')}; "
+    head += f"{_count(len(drift), 'drift')} (listed above)" if drift else 'no drift'
+    lines = [head, 'nodes:']
+    rows = []
+    for host in sorted(set(desired['nodes']) | set(nodes)):
+        have, want = nodes.get(host), desired['nodes'].get(host) or {}
+        if have is None:
+            rows.append((host, want.get('role', '?'), want.get('availability', '?'), 'not a member', ''))
+            continue
+        labels = ' '.join(f'{k}={v}' for k, v in sorted(have['labels'].items()))
+        rows.append((host, have['role'], have['availability'], have['state'],
+                     ' '.join(filter(None, (have['addr'], labels)))))
+    lines += _columns(rows)
+    lines.append('overlays:' if overlays else 'overlays: none')
+    rows = []
+    for name, overlay in sorted(overlays.items()):
+        seen = {host: actual['hosts'].get(host, {}).get('overlays', {}).get(name) for host in overlay['members']}
+        counts = {}
+        for host, member in overlay['members'].items():
+            have = seen[host]
+            counts[host] = (len(have['peers']) if have and have['device'] else None, len(member['peers']))
+        if all(have == want for have, want in counts.values()):
+            want = {want for _, want in counts.values()}
+            peers = f"{len(counts)} members, each with its {'/'.join(str(w) for w in sorted(want))} peers"
+        else:
+            peers = 'peers ' + ', '.join(f"{host} {'no device' if have is None else f'{have}/{want}'}"
+                                         for host, (have, want) in sorted(counts.items()))
+        if overlay['encrypted']:
+            generations = sorted({h['generation'] for h in seen.values() if h and h.get('generation') is not None})
+            crypt = 'encrypted (ESP' + (f", generation {generations[-1]})" if generations else ')')
+        else:
+            crypt = 'not encrypted'
+        rows.append((name, overlay.get('subnet') or '?', f"vni {overlay['vni']}", crypt, peers))
+    lines += _columns(rows)
+    lines.append('services:' if desired['services'] else 'services: none')
+    rows = []
+    for name, want in sorted(desired['services'].items()):
+        have = services.get(name)
+        if have is None:
+            rows.append((name, 'absent', '', '', ''))
+            continue
+        running = sum(have['tasks'].values())
+        if want['mode'] == 'replicated':
+            scale = f"{running}/{want['replicas']} running"
+        else:
+            scale = f'global, {running} running'
+        vips = [v.split('/', 1)[0] for v in want['vips'] or have['vips']]
+        ports = want['ports'] or have['ports']
+        placed = ', '.join(host + (f' x{n}' if n > 1 else '') for host, n in sorted(have['tasks'].items()))
+        placed = _count(len(have['tasks']), 'node') if len(have['tasks']) > 3 else placed
+        rows.append((name, scale, 'VIP ' + ', '.join(vips) if vips else 'no VIP',
+                     ('port ' if len(ports) == 1 else 'ports ') + ', '.join(map(str, ports)) if ports else 'no port',
+                     f'on {placed}' if placed else 'no task running'))
+    lines += _columns(rows)
+    urls = [(host, _answer(r, (nodes.get(host) or {}).get('addr') or host))
+            for host, results in sorted((answers or {}).items()) for r in results or []]
+    lines.append('what each node answers, asked from the controller:' if urls else 'published ports: none')
+    lines += _columns(urls)
+    return lines
+
+
+def _columns(rows):
+    """Rows of cells as lines indented by two, each column as wide as its widest cell."""
+    if not rows:
+        return []
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return ['  ' + '  '.join(f'{c:<{w}}' for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _text(value):

@@ -1,6 +1,7 @@
 # The lab's node image: a Debian bookworm host with Docker Engine and the
 # kernel tools the toolkit drives. FROM the debootstrap-built base image.
-FROM swarmfabric/base:bookworm
+ARG BASE=swarmfabric/base:bookworm
+FROM $BASE
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       docker.io iproute2 nftables iptables ipvsadm python3 tcpdump curl \
