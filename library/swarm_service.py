@@ -184,10 +184,16 @@ service_id:
   returned: when state is present or absent
   type: str
 changes:
-  description: Managed fields that differ, each with its live and desired value.
+  description:
+    - Managed fields that differ, each with its live and desired value, in the description's words
+      (networks by name, ports as C(8080:80/tcp), mounts as C(source:target:ro), the update settings
+      by name with the delay as a duration, extra hosts as C(name:address)). C(before) is null for
+      every field of a service that is created; the diff then shows no "before" at all.
   returned: always
   type: dict
-  sample: {replicas: {before: 3, after: 5}}
+  sample:
+    replicas: {before: 3, after: 5}
+    update: {before: {parallelism: 1, delay: 5s}, after: {parallelism: 2, delay: 10s}}
 removed:
   description: Services removed by C(state=pruned).
   returned: when state is pruned
@@ -288,6 +294,24 @@ def diff_views(live, want):
     return {key: {"before": live[key], "after": want[key]} for key in want if live.get(key) != want[key]}
 
 
+def user_view(view, names):
+    """A view in the description's words, for changes and diffs: networks by name (``names``:
+    network id -> name), Compose's short syntax for ports and mounts, the update settings by
+    name and the delay as a duration, extra hosts as ``name:address``."""
+    parallelism, delay = view["update"]
+    return dict(
+        view,
+        networks=sorted(names.get(n, n) for n in view["networks"]),
+        publish=[f"{pub}:{target}/{proto}" + ("" if mode == "ingress" else f" (mode {mode})")
+                 for pub, target, proto, mode in view["publish"]],
+        mounts=[f"{source}:{target}" + (":ro" if read_only else "") + ("" if kind == "bind" else f" ({kind})")
+                for target, kind, source, read_only in view["mounts"]],
+        update={"parallelism": parallelism, "delay": duration.format_ns(delay)},
+        hosts=[f"{name}:{address}" if name else address
+               for address, _, name in (entry.partition(" ") for entry in view["hosts"])],
+    )
+
+
 def apply_view(spec, want, name):
     """Write the managed fields into a (copy of a live) spec; other fields stay as they are."""
     spec = dict(spec or {})
@@ -342,6 +366,7 @@ def describe(name, changes):
 class Services:
     def __init__(self, change, api):
         self.change, self.module, self.api = change, change.module, api
+        self.network_names = {}  # network id -> name, for changes and diffs
 
     def find(self, name):
         for service in self.api.get("/services", query={"filters": {"name": [name]}}) or []:
@@ -352,6 +377,7 @@ class Services:
     def current_generation(self, name):
         """The id of the fabric's current network of overlay ``name`` (its newest generation), or None."""
         nets = self.api.get("/networks", query={"filters": {"driver": ["macvlan"]}}) or []
+        self.network_names.update({net["Id"]: net["Name"] for net in nets if "Id" in net and "Name" in net})
         gens = netgen.generations(nets, name, "swarm")
         return gens[max(gens)]["Id"] if gens else None
 
@@ -377,6 +403,7 @@ class Services:
             if network.get("Scope") != "swarm":
                 raise DockerAPIError(f"network {name!r} is {network.get('Scope')}-scoped, not swarm-scoped")
             ids[name] = network["Id"]
+            self.network_names[network["Id"]] = name
         return ids
 
     def wait(self, service_id, want):
@@ -414,7 +441,8 @@ class Services:
             created = self.change.act(text, self.create, name, want)
             return {
                 "service_id": created or "",
-                "changes": {key: {"before": None, "after": value} for key, value in want.items()},
+                "changes": {key: {"before": None, "after": value}
+                            for key, value in user_view(want, self.network_names).items()},
             }
         live = live_view(service["Spec"])
         if live["mode"] != want["mode"]:
@@ -427,7 +455,8 @@ class Services:
             self.change.act(text)
         if changes:
             self.change.write(self.update, service, want, name)
-        return {"service_id": service["ID"], "changes": changes}
+        shown = diff_views(user_view(live, self.network_names), user_view(want, self.network_names))
+        return {"service_id": service["ID"], "changes": {key: shown[key] for key in changes if key in shown}}
 
     def create(self, name, want):
         service_id = self.api.post("/services/create", body=apply_view({}, want, name))["ID"]
@@ -527,7 +556,10 @@ def main():
             result = services.pruned(set(params["keep"]))
     except (DockerAPIError, ValueError) as exc:
         change.fail(what[state], exc)
-    change.before = {key: field["before"] for key, field in result["changes"].items()}
+    fields = result["changes"].values()
+    # A service that is created has no "before": the diff shows only what it gets.
+    created = bool(fields) and all(field["before"] is None for field in fields)
+    change.before = {} if created else {key: field["before"] for key, field in result["changes"].items()}
     change.after = {key: field["after"] for key, field in result["changes"].items()}
     change.exit(**result)
 

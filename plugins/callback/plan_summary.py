@@ -83,44 +83,35 @@ def fmt(value):
 
 
 def fmt_ports(publish):
-    """Published ports: [published, target, protocol, mode] tuples (or dicts) as 'port 8080' / 'ports 80, 53/udp'."""
+    """Published ports as swarm_service reports them ('8080:80/tcp', '8081:81/tcp (mode host)')
+    as 'port 8080' / 'ports 80, 53/udp, 8081 host-mode'."""
     ports = []
     for port in publish or []:
-        if isinstance(port, dict):
-            port = (port.get('published'), port.get('target'), port.get('protocol', 'tcp'),  # noqa: PLW2901
-                    port.get('mode', 'ingress'))
-        p = list(port) + [None] * (4 - len(port))
-        proto = f'/{p[2]}' if p[2] not in (None, 'tcp') else ''
-        ports.append(f"{p[0]}{proto}{' host-mode' if p[3] == 'host' else ''}")
+        match = re.fullmatch(r'(\d+):\d+/(\w+)(?: \(mode (\w+)\))?', str(port))
+        if not match:
+            ports.append(str(port))
+            continue
+        published, proto, mode = match.groups()
+        ports.append(f"{published}{'' if proto == 'tcp' else '/' + proto}{' host-mode' if mode == 'host' else ''}")
     if not ports:
         return 'no port'
     return ('port ' if len(ports) == 1 else 'ports ') + ', '.join(ports)
 
 
 def fmt_update(value):
-    """The update policy, (parallelism, delay in ns) or already readable."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        parallelism, delay = value
-        seconds = delay / 1e9
-        return f"{parallelism or 'all'} at a time, {seconds:g}s apart"
+    """The update settings as swarm_service reports them ({parallelism, delay})."""
+    if isinstance(value, dict) and set(value) == {'parallelism', 'delay'}:
+        return f"{value['parallelism'] or 'all'} at a time, {value['delay']} apart"
     return fmt(value)
 
 
-def _looks_like_ids(values):
-    return bool(values) and all(isinstance(v, str) and re.fullmatch(r'[0-9a-z]{25}|[0-9a-f]{64}', v) for v in values)
-
-
-def _service_field(key, before, after, args):
+def _service_field(key, before, after):
     if key == 'replicas':
         return f'replicas {fmt(before)} {ARROW} {fmt(after)}'
     if key == 'publish':
         return f'{fmt_ports(before)} {ARROW} {fmt_ports(after)}'
     if key == 'update':
         return f'update {fmt_update(before)} {ARROW} {fmt_update(after)}'
-    if key == 'networks' and (_looks_like_ids(before) or _looks_like_ids(after)):
-        # Docker names networks by ID; the task's arguments name them.
-        names = args.get('networks') or []
-        return 'networks ' + ARROW + ' ' + (', '.join(map(str, names)) or 'none')
     return f'{key} {fmt(before)} {ARROW} {fmt(after)}'
 
 
@@ -153,7 +144,7 @@ def service_entries(result, args):
             what.append(f"image {after['image']}")
         return [(f'service {name}', f"create ({', '.join(what)})")]
     if changes:
-        return [(f'service {name}', '; '.join(_service_field(k, v.get('before'), v.get('after'), args)
+        return [(f'service {name}', '; '.join(_service_field(k, v.get('before'), v.get('after'))
                                               for k, v in sorted(changes.items())))]
     return [(f'service {name}', a) for a in result.get('actions') or []]
 

@@ -10,7 +10,8 @@ from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from swarmfabric.compose import FIELDS as FIELD_NAMES
-from swarmfabric.compose import Lines, check_service, diff_fields, format_duration, service_fields, service_spec
+from swarmfabric.compose import Lines, check_service, diff_fields, service_fields, service_spec
+from swarmfabric.duration import format_ns
 
 IMAGE = 'swarmfabric/task:1'
 S = 10 ** 9
@@ -757,8 +758,8 @@ def test_a_secret_change_shows_object_names_only():
     (0, '0s'), (500000000, '500ms'), (1500000000, '1.5s'), (90 * S, '1m30s'), (7200 * S, '2h'),
     (3600 * S + 1, '1h0.000000001s'), (1000, '1us'), (7, '7ns'), (61 * S + 500000000, '1m1.5s'),
 ])
-def test_format_duration(ns, text):
-    assert format_duration(ns) == text
+def test_format_ns(ns, text):
+    assert format_ns(ns) == text
 
 
 @pytest.mark.parametrize(('memory', 'count'), [

@@ -13,7 +13,6 @@ _spec = importlib.util.spec_from_file_location('sf_plan_summary', REPO / 'plugin
 ps = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ps)
 
-NET_ID = 'x7kq2m9d0a1b2c3d4e5f6g7h8'  # a swarm network ID (25 characters)
 
 
 def changes(**fields):
@@ -28,8 +27,8 @@ def lines(module, result, host='sf-cp-node1', **kw):
 
 def test_a_new_service_is_one_create_line_with_its_scale_ports_and_image():
     result = {'changed': True, 'changes': changes(
-        image=(None, 'nginx:1'), mode=(None, 'replicated'), replicas=(None, 2), networks=(None, [NET_ID]),
-        publish=(None, [[8081, 80, 'tcp', 'ingress']]), update=(None, [1, 5000000000]), labels=(None, {}))}
+        image=(None, 'nginx:1'), mode=(None, 'replicated'), replicas=(None, 2), networks=(None, ['appnet']),
+        publish=(None, ['8081:80/tcp']), update=(None, {'parallelism': 1, 'delay': '5s'}), labels=(None, {}))}
     assert lines('swarm_service', result, args={'name': 'api', 'state': 'present', 'networks': ['appnet']}) == [
         'service api: create (2 replicas, port 8081, image nginx:1)']
 
@@ -37,18 +36,19 @@ def test_a_new_service_is_one_create_line_with_its_scale_ports_and_image():
 def test_a_global_service_with_host_mode_and_udp_ports():
     result = {'changed': True, 'changes': changes(
         mode=(None, 'global'), replicas=(None, None), image=(None, 'dns:2'),
-        publish=(None, [[53, 53, 'udp', 'ingress'], [8081, 81, 'tcp', 'host']]))}
+        publish=(None, ['53:53/udp', '8081:81/tcp (mode host)']))}
     assert lines('swarm_service', result, args={'name': 'dns'}) == [
         'service dns: create (global, ports 53/udp, 8081 host-mode, image dns:2)']
 
 
 def test_an_update_names_each_field_before_and_after_and_networks_by_name():
     result = {'changed': True, 'changes': changes(
-        replicas=(3, 4), image=('task:1', 'task:2'), update=([1, 5000000000], [2, 0]),
-        networks=(['a' * 25], [NET_ID]), publish=([[8080, 80, 'tcp', 'ingress']], []))}
+        replicas=(3, 4), image=('task:1', 'task:2'),
+        update=({'parallelism': 1, 'delay': '5s'}, {'parallelism': 2, 'delay': '1m30s'}),
+        networks=(['appnet'], ['appnet', 'backnet']), publish=(['8080:80/tcp'], []))}
     assert lines('swarm_service', result, args={'name': 'web', 'networks': ['appnet', 'backnet']}) == [
-        'service web: image task:1 → task:2; networks → appnet, backnet; port 8080 → no port; '
-        'replicas 3 → 4; update 1 at a time, 5s apart → 2 at a time, 0s apart']
+        'service web: image task:1 → task:2; networks [appnet] → [appnet, backnet]; port 8080 → no port; '
+        'replicas 3 → 4; update 1 at a time, 5s apart → 2 at a time, 1m30s apart']
 
 
 def test_service_removals():
@@ -121,8 +121,10 @@ def test_join_tokens_and_unlock_keys_are_masked():
 
 def test_fmt_values():
     assert ps.fmt({'b': [1, None], 'a': True}) == '{a: true, b: [1, none]}'
-    assert ps.fmt_update({'parallelism': 1, 'delay': '5s'}) == '{delay: 5s, parallelism: 1}'
-    assert ps.fmt_ports([{'published': 8080, 'target': 80}]) == 'port 8080'
+    assert ps.fmt_update({'parallelism': 0, 'delay': '0s'}) == 'all at a time, 0s apart'
+    assert ps.fmt_update([1, 5]) == '[1, 5]'
+    assert ps.fmt_ports(['8080:80/tcp', '53:53/udp (mode host)']) == 'ports 8080, 53/udp host-mode'
+    assert ps.fmt_ports(['odd']) == 'port odd'
 
 
 def _result(host, action, res, name='task', no_log=False):

@@ -125,6 +125,32 @@ def test_create_posts_the_whole_spec_and_waits_for_the_tasks(run_module):
                                 None)
 
 
+def test_a_new_services_diff_has_no_before_and_speaks_the_descriptions_language(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": []})
+    done = run_module(service, params(), check=True, diff=True, docker=docker)
+    assert done.result["diff"] == {"before": {}, "after": {
+        "image": "swarmfabric/task:1", "command": ["sh", "-c", "httpd -f"], "sysctls": {}, "mounts": [],
+        "mode": "replicated", "replicas": 3, "networks": ["appnet"], "endpoint_mode": "vip",
+        "publish": ["8080:80/tcp"], "update": {"parallelism": 1, "delay": "5s"}, "hosts": ["web:10.20.255.37"],
+        "labels": {"tier": "front"}}}
+    # The summary still sees a creation: every field's "before" is null.
+    assert all(field["before"] is None for field in done.result["changes"].values())
+
+
+def test_an_update_shows_its_settings_by_name_and_ports_in_short_syntax(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [existing()], "/services/sid": {}, "/tasks": RUNNING * 3})
+    done = run_module(service, params(update={"parallelism": 2, "delay": "1m30s"},
+                                      publish=[{"published": 8080, "target": 80, "protocol": "udp", "mode": "host"}]),
+                      diff=True, docker=docker)
+    assert not done.failed, done.msg
+    assert done.result["changes"] == {
+        "update": {"before": {"parallelism": 1, "delay": "5s"}, "after": {"parallelism": 2, "delay": "1m30s"}},
+        "publish": {"before": ["8080:80/tcp"], "after": ["8080:80/udp (mode host)"]}}
+    # What is written is still the Engine's form.
+    body = docker.writes[0][3]
+    assert body["UpdateConfig"]["Parallelism"] == 2 and body["UpdateConfig"]["Delay"] == 90 * 10 ** 9
+
+
 def test_scaling_updates_with_the_services_version_and_keeps_dockers_fields(run_module):
     live = existing()
     docker = Docker({"/networks": [GEN0], "/services": [live], "/services/sid": {}, "/tasks": RUNNING * 2})
@@ -169,17 +195,18 @@ def test_an_overlay_resolves_to_its_newest_generation(run_module):
                "Labels": {"io.swarmfabric.overlay": "appnet", "io.swarmfabric.generation": "2"}}
     docker = Docker({"/networks": [GEN0, config2, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
     done = run_module(service, params(), check=True, docker=docker)
-    assert done.result["changes"]["networks"] == {"before": None, "after": ["id-appnet"]}
+    # Shown by name (the generation's network), never by id.
+    assert done.result["changes"]["networks"] == {"before": None, "after": ["appnet"]}
     assert docker.calls[0] == ("GET", "/networks", MACVLAN, None)
     docker = Docker({"/networks": [GEN0, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
     done = run_module(service, params(), check=True, docker=docker)
-    assert done.result["changes"]["networks"]["after"] == ["id-appnet-1"]
+    assert done.result["changes"]["networks"]["after"] == ["appnet-1"]
 
 
 def test_a_network_without_generations_is_looked_up_by_name(run_module):
     docker = Docker({"/networks": [], "/networks/appnet": {"Id": "legacy", "Scope": "swarm"}, "/services": []})
     assert run_module(service, params(), check=True, docker=docker).result["changes"]["networks"]["after"] == [
-        "legacy"]
+        "appnet"]
     docker = Docker({"/networks": [], "/networks/appnet": {"Id": "p", "Scope": "local"}, "/services": []})
     done = run_module(service, params(), check=True, docker=docker)
     assert done.failed and done.msg == "Cannot converge service web: network 'appnet' is local-scoped, not swarm-scoped"

@@ -63,8 +63,9 @@ def test_a_changed_mount_updates_the_spec_and_keeps_dockers_fields(run_module):
     assert docker.writes == [("POST", "/services/sid/update", {"version": "7"}, body)]
     assert done.result["actions"] == ["updated web (mounts)"]
     target, source = "/etc/resolv.conf", "/etc/swarmfabric/dns/appnet.resolv.conf"
-    assert done.result["diff"] == {"before": {"mounts": [(target, "bind", source, True)]},
-                                   "after": {"mounts": [(target, "bind", source, False)]}}
+    # In Compose's short syntax, as the description would say it.
+    assert done.result["diff"] == {"before": {"mounts": [f"{source}:{target}:ro"]},
+                                   "after": {"mounts": [f"{source}:{target}"]}}
 
 
 def test_no_mounts_removes_them_and_keeps_the_rest(run_module):
@@ -74,9 +75,8 @@ def test_no_mounts_removes_them_and_keeps_the_rest(run_module):
     (_method, _path, _query, body), = docker.writes
     assert "Mounts" not in body["TaskTemplate"]["ContainerSpec"]
     assert body["TaskTemplate"]["ContainerSpec"]["Isolation"] == "default"
-    assert done.result["changes"] == {"mounts": {"before": [("/etc/resolv.conf", "bind",
-                                                             "/etc/swarmfabric/dns/appnet.resolv.conf", True)],
-                                                 "after": []}}
+    assert done.result["changes"] == {
+        "mounts": {"before": ["/etc/swarmfabric/dns/appnet.resolv.conf:/etc/resolv.conf:ro"], "after": []}}
 
 
 def test_check_mode_plans_the_mount_and_writes_nothing(run_module):

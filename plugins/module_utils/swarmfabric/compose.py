@@ -1092,23 +1092,6 @@ def service_spec(name, service, *, networks=None, secrets=None, configs=None, vo
 # ---------------------------------------------------------------- the user's view, for diffs
 
 
-def format_duration(ns):
-    """90000000000 -> '1m30s'; 1500000000 -> '1.5s'; 500000000 -> '500ms' (the shortest exact)."""
-    if ns == 0:
-        return '0s'
-    hours, rest = divmod(ns, 3600 * 10 ** 9)
-    minutes, rest = divmod(rest, 60 * 10 ** 9)
-    text = (f'{hours}h' if hours else '') + (f'{minutes}m' if minutes else '')
-    if not rest:
-        return text
-    for unit, size in (('s', 10 ** 9), ('ms', 10 ** 6), ('us', 10 ** 3), ('ns', 1)):
-        if rest >= size or text:
-            whole, fraction = divmod(rest, size)
-            digits = f'{fraction:0{len(str(size)) - 1}d}'.rstrip('0') if size > 1 else ''
-            return f'{text}{whole}{"." + digits if digits else ""}{unit}'
-    return text
-
-
 def format_size(count):
     """536870912 -> '512m'; a size that is no whole number of k, m or g stays bytes."""
     for unit in ('g', 'm', 'k'):
@@ -1151,7 +1134,7 @@ def _deploy_fields(fields, deploy):
             config.setdefault('parallelism', 1)
         for key, item in config.items():
             is_time = key in ('delay', 'window', 'monitor')
-            fields[f'deploy.{section}.{key}'] = format_duration(_ns(item)) if is_time else item
+            fields[f'deploy.{section}.{key}'] = duration.format_ns(_ns(item)) if is_time else item
     _flat(fields, 'deploy.labels', _labels(deploy.get('labels'), None))
 
 
@@ -1168,7 +1151,7 @@ def service_fields(service):
         if key in service:
             fields[key] = _split(service[key])
     if 'stop_grace_period' in service:
-        fields['stop_grace_period'] = format_duration(_ns(service['stop_grace_period']))
+        fields['stop_grace_period'] = duration.format_ns(_ns(service['stop_grace_period']))
     _flat(fields, 'environment', _pairs(service.get('environment'), None))
     _flat(fields, 'labels', _labels(service.get('labels'), None))
     for kind, default_dir in (('secrets', '/run/secrets/'), ('configs', '/')):
@@ -1202,7 +1185,7 @@ def service_fields(service):
             fields['healthcheck.test'] = _health_test(health)
         for key in ('interval', 'timeout', 'start_period', 'start_interval'):
             if key in health and not health.get('disable'):
-                fields[f'healthcheck.{key}'] = format_duration(_ns(health[key]))
+                fields[f'healthcheck.{key}'] = duration.format_ns(_ns(health[key]))
         if 'retries' in health and not health.get('disable'):
             fields['healthcheck.retries'] = health['retries']
     if 'cap_add' in service or 'cap_drop' in service:

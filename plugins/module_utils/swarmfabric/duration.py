@@ -50,3 +50,20 @@ def to_ns(value):
     if re.fullmatch('[0-9]+', text):
         return int(text) * 10 ** 9
     return duration_ns(text)
+
+
+def format_ns(ns):
+    """90000000000 -> '1m30s'; 1500000000 -> '1.5s'; 500000000 -> '500ms' (the shortest exact)."""
+    if ns == 0:
+        return '0s'
+    hours, rest = divmod(ns, 3600 * 10 ** 9)
+    minutes, rest = divmod(rest, 60 * 10 ** 9)
+    text = (f'{hours}h' if hours else '') + (f'{minutes}m' if minutes else '')
+    if not rest:
+        return text
+    for unit, size in (('s', 10 ** 9), ('ms', 10 ** 6), ('us', 10 ** 3), ('ns', 1)):
+        if rest >= size or text:
+            whole, fraction = divmod(rest, size)
+            digits = f'{fraction:0{len(str(size)) - 1}d}'.rstrip('0') if size > 1 else ''
+            return f'{text}{whole}{"." + digits if digits else ""}{unit}'
+    return text
