@@ -306,7 +306,7 @@ def user_view(view, names):
                  for pub, target, proto, mode in view["publish"]],
         mounts=[f"{source}:{target}" + (":ro" if read_only else "") + ("" if kind == "bind" else f" ({kind})")
                 for target, kind, source, read_only in view["mounts"]],
-        update={"parallelism": parallelism, "delay": duration.format_ns(delay)},
+        update={"parallelism": parallelism, "delay": duration.format_ns(delay or 0)},
         hosts=[f"{name}:{address}" if name else address
                for address, _, name in (entry.partition(" ") for entry in view["hosts"])],
     )
