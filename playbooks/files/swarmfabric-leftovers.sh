@@ -39,9 +39,13 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   docker network ls --filter label=io.swarmfabric.overlay --format 'docker network {{.Name}}'
 fi
 
-# Files: programs, state, the boot guard and the units.
+# Files: programs, state, the boot guard and the units. An empty directory
+# that is a mount point is the host's (the kernel lab mounts /etc/swarmfabric).
 for f in /etc/swarmfabric /usr/local/libexec/swarmfabric /run/swarmfabric /etc/systemd/system/swarmfabric-* \
          /etc/systemd/system/sysinit.target.wants/swarmfabric-*; do
-  [ -e "$f" ] || [ -L "$f" ] && echo "file $f"
+  if [ -d "$f" ] && [ -z "$(ls -A "$f")" ] && mountpoint -q "$f" 2>/dev/null; then
+    continue
+  fi
+  if [ -e "$f" ] || [ -L "$f" ]; then echo "file $f"; fi
 done
 exit 0
