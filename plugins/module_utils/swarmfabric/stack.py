@@ -213,6 +213,12 @@ class _Interpolator:
         raise InterpolationError(f'needs the variable {name}, which {why}' + (f': {text}' if text else ''))
 
 
+def expand(text, variables, origin='the variables'):
+    """One string interpolated from ``variables`` (a mapping of strings); raises InterpolationError
+    with the rule it breaks. ``origin`` names where the variables are set, for messages."""
+    return _Interpolator(variables, origin).expand(text)[0]
+
+
 def _cast(parts, value):
     """A whole value substituted from a variable, as the type the field takes (see _CASTS)."""
     for pattern, kind in _CASTS.items():
@@ -561,9 +567,10 @@ def _load(stack, data, variables, report, overlays, compose_dir):
     stack.volumes = _volumes(report, data.get('volumes'), stack.name)
     # Every key declared, valid or not: a reference to a bad declaration is not a second problem.
     declared = {kind: {k for k in data[kind] if isinstance(k, str)} if isinstance(data.get(kind), dict) else set()
-                for kind in ('networks', 'secrets', 'configs')}
+                for kind in ('networks', 'secrets', 'configs', 'volumes')}
+    volumes = declared.pop('volumes')
     if 'services' in data and (services is None or isinstance(services, dict)):
-        stack.services = _services(report, services, stack, declared, stack.volumes)
+        stack.services = _services(report, services, stack, declared, volumes)
 
 
-__all__ = ['InterpolationError', 'Stack', 'interpolate', 'load_stack']
+__all__ = ['InterpolationError', 'Stack', 'expand', 'interpolate', 'load_stack']
