@@ -489,3 +489,11 @@ def test_the_result_of_a_stack_with_problems_still_lists_what_was_read(tmp_path)
     assert stack.errors and list(stack.services) == ['shop_web']
     assert stack.services['shop_web'] == {'short_name': 'web', 'service': {
         'image': 'swarmfabric/task:1', 'networks': ['appnet'], 'deploy': {'replicas': -1}}}
+
+
+def test_paths_are_absolute_with_a_relative_inventory_directory(monkeypatch):
+    monkeypatch.chdir(REPO / 'docs')
+    stack = load_stack('shop', 'stack/shop.yml', SAMPLE_VARIABLES, base_dir='examples', overlays={'appnet'})
+    assert stack.errors == []
+    assert stack.file == str(REPO / 'docs' / 'examples' / 'stack' / 'shop.yml')
+    assert stack.secrets['kv_password']['file'] == str(REPO / 'docs' / 'examples' / 'stack' / 'kv_password.txt')

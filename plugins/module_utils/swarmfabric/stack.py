@@ -513,7 +513,7 @@ def load_stack(stack_name, compose_path, variables, *, base_dir, overlays, shown
     messages (default: ``compose_path`` as given)."""
     shown = shown_path or str(compose_path)
     relative = not os.path.isabs(compose_path)
-    path = os.path.normpath(os.path.join(base_dir, compose_path))
+    path = os.path.abspath(os.path.join(base_dir, compose_path))
     stack = Stack(name=stack_name, file=path)
     errors = []
     if not isinstance(stack_name, str) or not _SERVICE_NAME.match(stack_name):
