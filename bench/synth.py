@@ -95,8 +95,9 @@ def mesh_workload(services, backends, published):
     for i, name in enumerate(service_names(services)):
         port = {"published": 30000 + i, "target": 80, "mode": "ingress"} if i < published else \
             {"published": 20000 + i, "target": 80, "mode": "host"}
-        swarm["services"][name] = {"image": "swarmfabric/task:1", "replicas": backends, "overlays": ["appnet"],
-                                   "vip": str(ipaddress.IPv4Address(vip_base + 2 + i)), "publish": [port]}
+        swarm["services"][name] = {"image": "swarmfabric/task:1", "deploy": {"replicas": backends},
+                                   "networks": ["appnet"], "ports": [port],
+                                   "x-swarmfabric": {"vip": str(ipaddress.IPv4Address(vip_base + 2 + i))}}
         # Tasks run on node02..node10, never on node01, so host-mode ports
         # give node01 a VIP endpoint only.
         addresses = []
@@ -139,8 +140,9 @@ def cluster_workload(nodes, services=20, backends=3):
     }
     tasks = {}
     for i, name in enumerate(service_names(services)):
-        swarm["services"][name] = {"image": "swarmfabric/task:1", "replicas": backends, "overlays": ["appnet"],
-                                   "vip": f"10.255.255.{2 + i}", "publish": [{"published": 30000 + i, "target": 80}]}
+        swarm["services"][name] = {"image": "swarmfabric/task:1", "deploy": {"replicas": backends},
+                                   "networks": ["appnet"], "ports": [{"published": 30000 + i, "target": 80}],
+                                   "x-swarmfabric": {"vip": f"10.255.255.{2 + i}"}}
         slots = [(i * backends + j) % nodes + 1 for j in range(backends)]
         tasks[name] = [f"10.{slot >> 8}.{slot & 255}.{2 + i}" for slot in slots]
     hostvars = {host: {"swarm_advertise_addr": f"172.31.{i // 250}.{i % 250 + 1}"} for i, host in enumerate(hosts)}
@@ -158,7 +160,7 @@ def allocation_workload(nodes=250, overlays=5, per_overlay=200):
         "workers": hosts[3:],
         "overlays": {name: {"vni": 1000 + k, "subnet": f"10.{100 + k}.0.0/16", "encrypted": False}
                      for k, name in enumerate(names)},
-        "services": {f"svc-{k}-{i:03d}": {"image": "swarmfabric/task:1", "overlays": [name]}
+        "services": {f"svc-{k}-{i:03d}": {"image": "swarmfabric/task:1", "networks": [name]}
                      for k, name in enumerate(names) for i in range(per_overlay)},
     }
     hostvars = {host: {"swarm_advertise_addr": f"172.31.{i // 250}.{i % 250 + 1}"} for i, host in enumerate(hosts)}

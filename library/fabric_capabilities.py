@@ -30,6 +30,21 @@ options:
     type: list
     elements: str
     default: []
+  docker_encrypted:
+    description:
+      - Names of the Docker overlays (C(driver=docker)) marked encrypted. Docker encrypts them with ESP and
+        rfc4106(gcm(aes)) too, but on a kernel without them it accepts the network and sends plaintext; the
+        module refuses instead.
+    type: list
+    elements: str
+    default: []
+  docker_ingress:
+    description:
+      - Names of the services whose ports Docker's ingress publishes, or that have a VIP on a Docker overlay.
+        Both need IPVS (ip_vs); Docker would leave the port unpublished. The module refuses instead.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -76,6 +91,7 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.kernelcaps import (
     capability_cause,
+    ipvs_missing,
     missing_capabilities,
     module_runner,
     predicted_missing,
@@ -85,16 +101,31 @@ from ansible.module_utils.swarmfabric.module import Change
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(encrypted=dict(type="list", elements="str", default=[])),
+        argument_spec=dict(encrypted=dict(type="list", elements="str", default=[]),
+                           docker_encrypted=dict(type="list", elements="str", default=[]),
+                           docker_ingress=dict(type="list", elements="str", default=[])),
         supports_check_mode=True,
     )
     change = Change(module, diff=False)
-    overlays = module.params["encrypted"]
+    overlays, docker = module.params["encrypted"], module.params["docker_encrypted"]
+    ingress = module.params["docker_ingress"]
+    run = None if module.check_mode else module_runner(module)
     if module.check_mode:
-        missing, unverified = predicted_missing(encrypted=bool(overlays))
+        missing, unverified = predicted_missing(encrypted=bool(overlays or docker))
     else:
-        missing, unverified = missing_capabilities(module_runner(module), encrypted=bool(overlays)), []
-    extra = {"missing": missing, "unverified": unverified, "probed": not module.check_mode}
+        missing, unverified = missing_capabilities(run, encrypted=bool(overlays or docker)), []
+    lacking_ipvs = ipvs_missing(run) if ingress else []
+    extra = {"missing": missing + lacking_ipvs, "unverified": unverified, "probed": not module.check_mode}
+    if docker and missing:
+        change.fail(f"encrypt Docker overlay {', '.join(docker)}",
+                    "this kernel lacks " + "; ".join(missing) + ". Docker would create the network and send its "
+                    "traffic in plaintext; nothing was changed. Use a kernel with esp4 and rfc4106(gcm(aes)), or set "
+                    "encrypted: false for this overlay.", **extra)
+    if lacking_ipvs:
+        change.fail(f"publish through Docker's ingress for service {', '.join(ingress)}",
+                    "this kernel lacks " + lacking_ipvs[0] + ". Docker would leave the port unpublished; nothing "
+                    "was changed. Put the service on an overlay of the fabric (the mesh publishes its ports), use "
+                    "ports with mode: host and deploy.endpoint_mode: dnsrr, or a kernel with ip_vs.", **extra)
     if missing:
         if overlays:
             change.fail(f"enable encryption on overlay {', '.join(overlays)}", capability_cause(missing), **extra)

@@ -119,10 +119,10 @@ def test_a_good_description_validates_by_fqcn_without_our_config(collections, in
 def test_a_bad_description_fails_with_the_path_and_the_rule(collections, inventory):
     describe(inventory, {'name': 'lab', 'managers': ['node1'],
                          'services': {'web': {'image': 'swarmfabric/task:1',
-                                              'publish': [{'published': '8080', 'target': 80}]}}})
+                                              'ports': [{'published': 8080, 'target': '80'}]}}})
     rc, output = run(collections, inventory, f'{FQCN}.validate')
     assert rc != 0, output
-    assert 'swarm.services.web.publish[0].published: "8080" is not an integer (write it unquoted)' in output, output
+    assert 'swarm.services.web.ports[0].target: "80" is not an integer (write it unquoted)' in output, output
     assert 'Traceback' not in output
     assert recap_hosts(output) == {'localhost'}
 

@@ -41,7 +41,8 @@ def recap_hosts(output):
 @pytest.mark.parametrize('name', ['many-problems', 'host-not-in-inventory', 'overlay-typo-encrypt',
                                   'publish-string-port', 'no-swarm', 'slot-collision', 'duplicate-key',
                                   'alias-recursive', 'key-boolean', 'key-non-ascii', 'label-date',
-                                  'delay-sexagesimal', 'float-published', 'name-trailing-newline'])
+                                  'delay-sexagesimal', 'float-published', 'name-trailing-newline',
+                                  'v1-service-keys', 'secret-undeclared', 'port-unpublished-on-fabric'])
 def test_bad_description_stops_the_run_on_localhost(inventory, name):
     path = DESCRIPTIONS / 'bad' / f'{name}.yml'
     rc, output = run(inventory, '-e', f'@{path}')
@@ -121,7 +122,7 @@ swarm:
     node1:
       labels: {since: 2024-01-01, on: a, t: "{{ nope }}", "z\u0430": b}
   services:
-    web: {image: "swarmfabric/task:1", update: {delay: 1:30}, replicas: 3.0, command: [a, 1]}
+    web: {image: "swarmfabric/task:1", deploy: {update_config: {delay: 1:30}, replicas: 3.0}, command: [a, 1]}
 """
     rc, output = run(make_inventory(tmp_path, description))
     assert_refused(
@@ -130,8 +131,8 @@ swarm:
         'swarm.nodes.node1.labels.on: key on is not a string',
         "swarm.nodes.node1.labels.t: cannot be templated: 'nope' is undefined",
         'swarm.nodes.node1.labels.z\\u0430: "z\\u0430" is not a valid name',
-        'swarm.services.web.update.delay: 90 (YAML read 1:30 as a number) is not a duration string; quote it',
-        'swarm.services.web.replicas: 3.0 is not an integer (write 3)',
+        'swarm.services.web.deploy.update_config.delay: 90 is not a duration string; give its unit, like 90s',
+        'swarm.services.web.deploy.replicas: 3.0 is not an integer',
         'swarm.services.web.command[1]: 1 is not a string; quote it',
     )
 

@@ -82,36 +82,26 @@ def fmt(value):
     return str(value)
 
 
-def fmt_ports(publish):
-    """Published ports as swarm_service reports them ('8080:80/tcp', '8081:81/tcp (mode host)')
-    as 'port 8080' / 'ports 80, 53/udp, 8081 host-mode'."""
-    ports = []
-    for port in publish or []:
-        match = re.fullmatch(r'(\d+):\d+/(\w+)(?: \(mode (\w+)\))?', str(port))
+def fmt_ports(ports):
+    """Published ports as swarm_service reports them, in Compose's words ('8080:80/tcp ingress',
+    '8081:81/tcp host'), as 'port 8080' / 'ports 80, 53/udp, 8081 host-mode'."""
+    out = []
+    for port in ports or []:
+        match = re.fullmatch(r'(?:(\d+):)?(\d+)/(\w+) (\w+)', str(port))
         if not match:
-            ports.append(str(port))
+            out.append(str(port))
             continue
-        published, proto, mode = match.groups()
-        ports.append(f"{published}{'' if proto == 'tcp' else '/' + proto}{' host-mode' if mode == 'host' else ''}")
-    if not ports:
+        published, target, proto, mode = match.groups()
+        out.append(f"{published or target}{'' if proto == 'tcp' else '/' + proto}"
+                   f"{' host-mode' if mode == 'host' else ''}")
+    if not out:
         return 'no port'
-    return ('port ' if len(ports) == 1 else 'ports ') + ', '.join(ports)
-
-
-def fmt_update(value):
-    """The update settings as swarm_service reports them ({parallelism, delay})."""
-    if isinstance(value, dict) and set(value) == {'parallelism', 'delay'}:
-        return f"{value['parallelism'] or 'all'} at a time, {value['delay']} apart"
-    return fmt(value)
+    return ('port ' if len(out) == 1 else 'ports ') + ', '.join(out)
 
 
 def _service_field(key, before, after):
-    if key == 'replicas':
+    if key == 'deploy.replicas':
         return f'replicas {fmt(before)} {ARROW} {fmt(after)}'
-    if key == 'publish':
-        return f'{fmt_ports(before)} {ARROW} {fmt_ports(after)}'
-    if key == 'update':
-        return f'update {fmt_update(before)} {ARROW} {fmt_update(after)}'
     return f'{key} {fmt(before)} {ARROW} {fmt(after)}'
 
 
@@ -130,6 +120,8 @@ def _changes(result):
 
 def service_entries(result, args):
     name = args.get('name') or '?'
+    if args.get('stack') and args.get('name'):
+        name = f"{args['stack']}_{name}"
     state = args.get('state') or 'present'
     if state == 'pruned':
         return [(f'service {n}', 'remove (not in the description)') for n in result.get('removed') or []]
@@ -138,8 +130,9 @@ def service_entries(result, args):
     changes = _changes(result)
     if changes and all(v.get('before') is None for v in changes.values()):
         after = {k: v['after'] for k, v in changes.items()}
-        scale = 'global' if after.get('mode') == 'global' else f"{after.get('replicas')} replicas"
-        what = [scale, fmt_ports(after.get('publish'))]
+        mode = after.get('deploy.mode') or 'replicated'
+        scale = f"{after.get('deploy.replicas')} replicas" if mode == 'replicated' else mode
+        what = [scale, fmt_ports([v for k, v in sorted(after.items()) if k.startswith('ports[')])]
         if after.get('image'):
             what.append(f"image {after['image']}")
         return [(f'service {name}', f"create ({', '.join(what)})")]

@@ -6,6 +6,7 @@ swarm_mesh_merge)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 
@@ -27,6 +28,7 @@ from swarmfabric import keys as fabric_keys
 from swarmfabric.description import DescriptionSyntaxError, load_file, message, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
 from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
+from swarmfabric.stack import load_stack, plan_input
 
 
 def _origin(value):
@@ -61,7 +63,7 @@ def _identity(value):
     return _origin(value) or id(value)
 
 
-def swarm_validate(swarm, inventory=None, hostvars=None):
+def swarm_validate(swarm, inventory=None, hostvars=None, base_dir=None):
     """Every problem of the description, one line each; [] when it is valid."""
     if swarm is None and hostvars is not None:
         # `swarm | default(None)` is None for a swarm whose template fails too: say which.
@@ -72,20 +74,89 @@ def swarm_validate(swarm, inventory=None, hostvars=None):
             return [f'swarm: cannot be templated: {message(exc)}']
     try:
         return validate(swarm, None if inventory is None else list(inventory), hostvars,
-                        source=_source(swarm), identity=_identity)
+                        source=_source(swarm), identity=_identity, base_dir=base_dir)
     except Exception as exc:  # a validator bug must still read as one line, not a traceback
         name = '' if type(exc).__module__.startswith('ansible') else f'{type(exc).__name__}: '
         return [f'swarm: cannot be validated: {name}{exc}']
 
 
-def swarm_plan(swarm, hostvars, swarm_nodes=None, record=None):
+def swarm_plan(swarm, hostvars, swarm_nodes=None, record=None, base_dir=None):
     """The whole plan (docs/architecture.md) from a valid description and the hostvars
     (and, for hosts without facts, the swarm's node list read on a live manager; the
-    allocation record kept in the swarm, swarm_allocations state=query)."""
+    allocation record kept in the swarm, swarm_allocations state=query). The stacks'
+    compose files are read relative to ``base_dir`` (validate.yml checked them)."""
+    described = plain(swarm)
+    stacks = []
+    for name, given in sorted((described.get('stacks') or {}).items()):
+        stack = load_stack(name, given['compose'], given.get('variables') or {}, base_dir=str(base_dir or '.'),
+                           overlays=set(described.get('overlays') or {}))
+        if stack.errors:
+            raise AnsibleFilterError('Cannot compute the plan:\n' + '\n'.join(stack.errors))
+        stacks.append(plan_input(stack))
     try:
-        return build_plan(swarm, hostvars, swarm_nodes, record)
+        return build_plan(described, hostvars, swarm_nodes, record, stacks=stacks)
     except PlanError as exc:
         raise AnsibleFilterError('Cannot compute the plan:\n' + '\n'.join(exc.errors)) from None
+
+
+def swarm_service_compose(plan, name, dns_overlays=(), vip_hosts=True):
+    """The Compose service swarm_service converges for one planned service: the description's,
+    with what the fabric adds. On an overlay of the fabric (the mesh publishes the ports there:
+    swarm_service's ``mesh``), the tasks resolve the other VIP services
+    through hosts entries (Docker gives macvlan services no VIP), and they ask the fabric's resolver
+    through a resolv.conf mounted over their own (docs/dns.md)."""
+    service = plan['services'][name]
+    out = plain(service['compose'])
+    if service['overlays']:
+        hosts = [entry.replace(':', '=', 1) for entry in service['hosts']] if vip_hosts else []
+        if hosts:
+            given = out.get('extra_hosts') or []
+            if isinstance(given, dict):
+                given = [f'{host}={address}' for host, address in sorted(given.items())]
+            out['extra_hosts'] = [*given, *hosts]
+        first = service['overlays'][0]
+        if first in plain(dns_overlays or []):
+            out['volumes'] = [*(out.get('volumes') or []),
+                              {'type': 'bind', 'source': f'/etc/swarmfabric/dns/{first}.resolv.conf',
+                               'target': '/etc/resolv.conf', 'read_only': True}]
+    return out
+
+
+def swarm_object_data(entry, swarm, base_dir):
+    """The content of one secret or config of the plan (plan.object_entry), base64 for swarm_object's
+    no_log ``data``: the description's ``content``, or the file (relative to the inventory directory;
+    a stack's, to its compose file) read as bytes."""
+    entry = plain(entry)
+    if entry['content'] is not None:
+        return base64.b64encode(entry['content'].encode('utf-8')).decode('ascii')
+    described = {} if entry['stack'] else ((swarm or {}).get(entry['kind'] + 's') or {}).get(entry['key']) or {}
+    if 'content' in described:
+        return base64.b64encode(str(described['content']).encode('utf-8')).decode('ascii')
+    path = os.path.join(str(base_dir), entry['file'])
+    try:
+        with open(path, 'rb') as handle:
+            return base64.b64encode(handle.read()).decode('ascii')
+    except OSError as exc:
+        raise AnsibleFilterError(f'Cannot read {entry["file"]} (relative to {base_dir}): {exc.strerror}') from None
+
+
+def swarm_base_dir(sources, given=None):
+    """The directory relative paths of the description are relative to: ``given`` (swarm_base_dir),
+    else the first inventory source's (the source itself when it is a directory)."""
+    if given:
+        return str(given)
+    first = str(plain(sources or [''])[0])
+    return first if os.path.isdir(first) else os.path.dirname(first)
+
+
+def swarm_object_names(results, stack=None):
+    """{kind: {key: Docker name}} of the swarm_object results of one stack (None: the description's)."""
+    names = {}
+    for result in plain((results or {}).get('results') or []):
+        entry = result.get('item') or {}
+        if entry.get('stack') == stack and result.get('docker_name'):
+            names.setdefault(entry['kind'], {})[entry['key']] = result['docker_name']
+    return names
 
 
 def swarm_host_view(plan, host):
@@ -233,4 +304,7 @@ class FilterModule:
                 'swarm_unreached': swarm_unreached, 'swarm_first_reached': swarm_first_reached,
                 'swarm_live_manager': swarm_live_manager, 'swarm_cluster_nodes': swarm_cluster_nodes,
                 'swarm_fabric_stale': swarm_fabric_stale,
-                'swarm_fabric_next_generations': swarm_fabric_next_generations}
+                'swarm_fabric_next_generations': swarm_fabric_next_generations,
+                'swarm_service_compose': swarm_service_compose, 'swarm_object_data': swarm_object_data,
+                'swarm_object_names': swarm_object_names,
+                'swarm_base_dir': swarm_base_dir}

@@ -18,10 +18,10 @@ SWARM = {
     "name": "t", "managers": ["node1"], "nodes": {"node1": {"slot": 17}},
     "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
     "services": {
-        "web": {"image": "swarmfabric/task:1", "replicas": 2, "overlays": ["appnet"], "vip": "10.20.255.10",
-                "publish": [{"published": 8080, "target": 80}]},
-        "static": {"backends": ["10.20.50.5:80"], "overlays": ["appnet"], "vip": "10.20.255.11",
-                   "publish": [{"published": 8081, "target": 80}]},
+        "web": {"image": "swarmfabric/task:1", "deploy": {"replicas": 2}, "networks": ["appnet"],
+                "ports": [{"published": 8080, "target": 80}], "x-swarmfabric": {"vip": "10.20.255.10"}},
+        "static": {"networks": ["appnet"], "ports": [{"published": 8081, "target": 80}],
+                   "x-swarmfabric": {"backends": ["10.20.50.5:80"], "vip": "10.20.255.11"}},
     },
     "mesh": {"backend": "nftables", "scheduler": "rr"},
 }

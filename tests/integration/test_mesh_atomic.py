@@ -34,8 +34,8 @@ SWARM_A = SWARM
 BACKENDS_A = {"web": ["10.20.50.5", "10.20.60.5"]}
 SWARM_B = copy.deepcopy(SWARM_A)
 del SWARM_B["services"]["static"]
-SWARM_B["services"]["api"] = {"backends": ["10.20.70.5:81"], "overlays": ["appnet"], "vip": "10.20.255.12",
-                              "publish": [{"published": 8082, "target": 81}]}
+SWARM_B["services"]["api"] = {"networks": ["appnet"], "ports": [{"published": 8082, "target": 81}],
+                              "x-swarmfabric": {"backends": ["10.20.70.5:81"], "vip": "10.20.255.12"}}
 BACKENDS_B = {"web": ["10.20.50.5"]}
 # What an earlier IPVS run of ours leaves in iptables (its mangle and nat chains).
 IPVS_LEFTOVERS = """*mangle

@@ -41,16 +41,17 @@ SWARM = {
     "overlays": {"appnet": {"vni": 300, "subnet": "10.20.0.0/16", "encrypted": False}},
     "services": {
         # who's task is local: 8090 keeps the client's address, 8091 masquerades.
-        "who": {"image": "swarmfabric/task:1", "overlays": ["appnet"], "vip": "10.20.255.20",
-                "publish": [{"published": 8090, "target": 8000, "traffic_policy": "local"},
-                            {"published": 8091, "target": 8000}]},
+        "who": {"image": "swarmfabric/task:1", "networks": ["appnet"],
+                "ports": [{"published": 8090, "target": 8000}, {"published": 8091, "target": 8000}],
+                "x-swarmfabric": {"vip": "10.20.255.20", "traffic_policy": {"8090": "local"}}},
         # away's only task is on another node: this node refuses its local-policy port.
-        "away": {"image": "swarmfabric/task:1", "overlays": ["appnet"], "vip": "10.20.255.21",
-                 "publish": [{"published": 8093, "target": 8000, "traffic_policy": "local"},
-                             {"published": 8094, "target": 8000}]},
+        "away": {"image": "swarmfabric/task:1", "networks": ["appnet"],
+                 "ports": [{"published": 8093, "target": 8000}, {"published": 8094, "target": 8000}],
+                 "x-swarmfabric": {"vip": "10.20.255.21", "traffic_policy": {"8093": "local"}}},
         # gone is scaled to 0: refused on every port, TCP and UDP.
-        "gone": {"image": "swarmfabric/task:1", "replicas": 0, "overlays": ["appnet"], "vip": "10.20.255.22",
-                 "publish": [{"published": 8092, "target": 80}, {"published": 5355, "target": 53, "protocol": "udp"}]},
+        "gone": {"image": "swarmfabric/task:1", "deploy": {"replicas": 0}, "networks": ["appnet"],
+                 "ports": [{"published": 8092, "target": 80}, {"published": 5355, "target": 53, "protocol": "udp"}],
+                 "x-swarmfabric": {"vip": "10.20.255.22"}},
     },
     "mesh": {"backend": "nftables", "scheduler": "rr"},
 }

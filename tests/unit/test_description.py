@@ -107,7 +107,8 @@ def test_every_pattern_is_anchored_at_both_ends():
 
 def test_every_integer_is_bounded():
     integers = [s for s in _schemas(description.SCHEMA) if s.get('type') == 'integer']
-    assert len(integers) >= 12
+    # A service's integers are compose.check_service's (each check.integer() takes both bounds).
+    assert len(integers) >= 11
     for schema in integers:
         assert isinstance(schema.get('minimum'), int) and isinstance(schema.get('maximum'), int), schema
 
@@ -116,7 +117,8 @@ def test_every_integer_is_bounded():
     (('name',), 'lab'),
     (('advertise_interface',), 'eth0'),
     (('services', 'web', 'image'), 'swarmfabric/task:1'),
-    (('services', 'web', 'update', 'delay'), '5s'),
+    (('services', 'web', 'deploy', 'update_config', 'delay'), '5s'),
+    (('allocation', 'hold'), '12h'),
 ])
 def test_a_final_newline_never_passes_a_pattern(parts, good):
     def build(value):
@@ -157,8 +159,8 @@ def test_absurd_or_non_canonical_subnets_are_refused(subnet):
 @pytest.mark.parametrize('port', ['\u0668\u0660', '\uff18\uff10', '80 ', '+80', '0', '65536', '0080', '', '8_0'])
 def test_backend_ports_are_ascii_digits(port):
     errors = validate({'name': 'x', 'managers': ['node1'],
-                       'services': {'ext': {'backends': [f'10.20.9.1:{port}']}}})
-    assert len(errors) == 1 and errors[0].startswith('swarm.services.ext.backends[0]: '), errors
+                       'services': {'ext': {'x-swarmfabric': {'backends': [f'10.20.9.1:{port}']}}}})
+    assert len(errors) == 1 and errors[0].startswith('swarm.services.ext.x-swarmfabric.backends[0]: '), errors
 
 
 @pytest.mark.parametrize('name', ['web-', '-web', 'web_1', 'Web', 'web.1', 'w' * 64, '1web'])
@@ -302,10 +304,14 @@ def test_messages_show_values_as_yaml_types():
 
 
 def test_sexagesimal_hint_without_the_source():
-    errors = validate({'name': 'lab', 'managers': ['node1'],
-                       'services': {'web': {'image': 'x', 'update': {'delay': 5430}}}})
-    assert errors == ['swarm.services.web.update.delay: 5430 is not a duration string; quote it '
+    errors = validate({'name': 'lab', 'managers': ['node1'], 'allocation': {'hold': 5430}})
+    assert errors == ['swarm.allocation.hold: 5430 is not a duration string; quote it '
                       '(YAML 1.1 reads an unquoted 1:30:30 as the number 5430)']
+    # A service's durations are compose.check_service's: a number is refused with its unit to add.
+    errors = validate({'name': 'lab', 'managers': ['node1'],
+                       'services': {'web': {'image': 'x', 'deploy': {'update_config': {'delay': 5430}}}}})
+    assert errors == ['swarm.services.web.deploy.update_config.delay: 5430 is not a duration string; '
+                      'give its unit, like 5430s']
 
 
 def test_advertise_addr_is_read_from_host_variables():
@@ -339,7 +345,9 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(
 KEYS = st.sampled_from(['name', 'managers', 'workers', 'nodes', 'overlays', 'services', 'mesh', 'appnet', 'web',
                         'node1', 'vni', 'subnet', 'image', 'backends', 'vip', 'publish', 'published', 'slot', 'port',
                         'encrypted', 'endpoint_mode', 'mode', 'advertise_interface', 'update', 'delay', True, 9,
-                        None, 1.5])
+                        None, 1.5, 'networks', 'ports', 'target', 'deploy', 'replicas', 'update_config',
+                        'x-swarmfabric', 'traffic_policy', 'driver', 'secrets', 'configs', 'volumes', 'sysctls',
+                        'source', 'content', 'file'])
 ANYTHING = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
                         max_leaves=30)
 

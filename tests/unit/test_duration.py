@@ -83,8 +83,8 @@ def test_any_sum_of_parts_is_read_exactly(parts):
 
 def _delay_errors(delay):
     errors = validate({'name': 'lab', 'managers': ['node1'],
-                       'services': {'web': {'image': 'x', 'update': {'delay': delay}}}})
-    return [error for error in errors if '.delay' in error]
+                       'services': {'web': {'image': 'x', 'deploy': {'update_config': {'delay': delay}}}}})
+    return [error for error in errors if error.startswith('swarm.services.web.deploy.update_config.delay: ')]
 
 
 # The validator refused 1.5s while swarm_service took it; it now takes every duration the grammar does.
@@ -93,12 +93,17 @@ def test_the_validator_takes_every_duration(delay):
     assert _delay_errors(delay) == []
 
 
+# Format v2 takes Compose's durations as docker stack deploy does: no upper bound (format v1's
+# update.delay stopped at 24h).
 @pytest.mark.parametrize(('delay', 'error'), [
-    ('24h1ns', 'is longer than 24h'),
-    ('24.000000001h', 'is longer than 24h'),
-    ('48h', 'is longer than 24h'),
     ('1.5', 'is not a duration like 5s, 1.5s, 500ms, 1m30s or 24h'),
     ('5 seconds', 'is not a duration like'),
+    ('-1s', 'is not a duration like'),
+    ('1:30', 'is not a duration like'),
+    ('5s\n', 'is not a duration like'),
+    (90, 'is not a duration string; give its unit, like 90s'),
+    (1.5, 'is not a duration string; give its unit, like 1.5s'),
+    (True, 'is not a string'),
 ])
 def test_the_validator_refuses_the_rest(delay, error):
     errors = _delay_errors(delay)

@@ -87,3 +87,29 @@ def test_a_missing_program_fails_cleanly_before_any_probe(tmp_path, run_module, 
     monkeypatch.setattr(module_kernelcaps, "PATHS", kernel_tree(tmp_path))
     done = run_module(caps, {"encrypted": []}, missing=("unshare",))
     assert done.failed and done.msg == "Failed to find required executable unshare"
+
+
+# --- Docker's own overlays and ingress (issue 14, point 4) ------------------------------
+
+
+def test_an_encrypted_docker_overlay_is_refused_on_a_kernel_without_esp(tmp_path, run):
+    # esp4 and gcm certainly absent: Docker would create the network and send plaintext.
+    done = run(True, kernel_tree(tmp_path, installed=("xfrm_user", "nf_tables")), encrypted=[],
+               docker_encrypted=["backend"])
+    assert done.failed and done.commands.calls == []
+    assert done.msg.startswith("Cannot encrypt Docker overlay backend: this kernel lacks kernel module esp4")
+    assert "Docker would create the network and send its traffic in plaintext" in done.msg
+
+
+def test_a_docker_ingress_port_is_refused_without_ipvs(tmp_path, run):
+    paths = kernel_tree(tmp_path)
+    done = run(True, paths, encrypted=[], docker_ingress=["api"])
+    assert done.failed and done.result["missing"] == [module_kernelcaps.IPVS_DESCRIPTION]
+    assert done.msg.startswith("Cannot publish through Docker's ingress for service api: this kernel lacks IPVS")
+    # The real run asks modprobe first, then looks for /proc/net/ip_vs.
+    done = run(False, paths, encrypted=[], docker_ingress=["api"])
+    assert done.failed and ["/usr/sbin/modprobe", "-q", "ip_vs"] in done.commands.argvs
+    (tmp_path / "proc" / "net").mkdir()
+    (tmp_path / "proc" / "net" / "ip_vs").write_text("")
+    done = run(False, paths, encrypted=[], docker_ingress=["api"])
+    assert not done.failed, done.msg

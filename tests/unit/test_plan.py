@@ -63,7 +63,11 @@ def test_lab_plan_follows_the_contract():
     assert web['mode'] == 'replicated' and web['replicas'] == 3 and web['endpoint_mode'] == 'vip'
     assert web['publish'] == [{'published': 8080, 'target': 80, 'protocol': 'tcp', 'mode': 'ingress',
                                'traffic_policy': 'cluster'}]
-    assert web['backends'] == [] and web['update'] == {'parallelism': 1, 'delay': '5s'}
+    assert web['backends'] == [] and web['overlays'] == web['networks'] == ['appnet']
+    # The service itself, as written (Compose's shape), for the services role; no v1 fields.
+    assert web['compose'] == LAB['services']['web'] and web['stack'] is None and web['short_name'] is None
+    assert sorted(web) == ['backends', 'compose', 'endpoint_mode', 'fwmark', 'hosts', 'image', 'mode', 'networks',
+                           'overlays', 'publish', 'replicas', 'short_name', 'stack', 'vip', 'volumes']
     assert ipaddress.IPv4Address(web['vip']) in ipaddress.IPv4Network('10.20.252.0/22')
     assert web['fwmark'] & 0xFFFF0000 == FWMARK_BASE
     assert plan['mesh'] == {'backend': 'auto', 'scheduler': 'rr', 'health_port': 10256,
@@ -92,13 +96,14 @@ def test_host_view_of_a_stranger_is_an_error():
 
 def test_explicit_vip_and_defaults():
     services = {
-        'api': {'image': 'x', 'overlays': ['appnet'], 'vip': '10.255.255.7'},
-        'db': {'image': 'x', 'overlays': ['appnet'], 'endpoint_mode': 'dnsrr'},
-        'ext': {'backends': ['192.0.2.1:80']},
-        'agent': {'image': 'x', 'mode': 'global'},
+        'api': {'image': 'x', 'networks': ['appnet'], 'x-swarmfabric': {'vip': '10.255.255.7'}},
+        'db': {'image': 'x', 'networks': ['appnet'], 'deploy': {'endpoint_mode': 'dnsrr'}},
+        'ext': {'x-swarmfabric': {'backends': ['192.0.2.1:80']}},
+        'agent': {'image': 'x', 'deploy': {'mode': 'global'}},
     }
     plan = build_plan(describe(['a'], services=services), {})
     assert plan['services']['api']['vip'] == '10.255.255.7'
+    assert plan['services']['api']['compose'] == {'image': 'x', 'networks': ['appnet']}  # without x-swarmfabric
     assert plan['services']['db']['vip'] is None
     assert plan['services']['ext']['vip'] is None
     assert plan['services']['ext']['mode'] is None and plan['services']['ext']['replicas'] is None
@@ -142,16 +147,16 @@ def test_hashed_slots_that_meet_take_the_next_free_one_and_two_pins_on_one_slot_
 
 
 def test_an_explicit_vip_wins_over_a_hashed_one_but_not_over_a_kept_one():
-    services = {'api': {'image': 'x', 'overlays': ['appnet']}}
+    services = {'api': {'image': 'x', 'networks': ['appnet']}}
     first = build_plan(describe(['a'], services=services), {}, now=NOW)
     vip = first['services']['api']['vip']
-    services['web'] = {'image': 'x', 'overlays': ['appnet'], 'vip': vip}
+    services['web'] = {'image': 'x', 'networks': ['appnet'], 'x-swarmfabric': {'vip': vip}}
     # Without a record (validation, a first run) api simply takes the next free address.
     moved = build_plan(describe(['a'], services=services), {}, now=NOW)['services']
     assert moved['web']['vip'] == vip and moved['api']['vip'] != vip
     # With the record api's VIP is live: it never moves, the pin is refused.
-    with pytest.raises(PlanError, match=f'swarm.services.web.vip: {vip} on overlay appnet is the VIP of service api '
-                                        r'\(its allocation, kept in the swarm, never moves\)'):
+    with pytest.raises(PlanError, match=f'swarm.services.web.x-swarmfabric.vip: {vip} on overlay appnet is the VIP '
+                                        r'of service api \(its allocation, kept in the swarm, never moves\)'):
         build_plan(describe(['a'], services=services), {}, record=first['allocations'], now=NOW)
 
 
@@ -212,7 +217,7 @@ def plan_or_reject(swarm, hostvars):
 def test_adding_a_node_changes_nothing_else_but_peers(hosts, services, data):
     extra = data.draw(st.sampled_from(hosts[1:]))
     rest = [h for h in hosts if h != extra]
-    svc = {name: {'image': 'x', 'overlays': ['appnet']} for name in services}
+    svc = {name: {'image': 'x', 'networks': ['appnet']} for name in services}
     hostvars = underlays(hosts)
     small = plan_or_reject(describe(rest[:1], rest[1:], services=svc), hostvars)
     big = plan_or_reject(describe(rest[:1], [*rest[1:], extra], services=svc), hostvars)
@@ -234,7 +239,7 @@ def test_adding_a_node_changes_nothing_else_but_peers(hosts, services, data):
 def test_no_overlap_of_ranges_addresses_and_vips(hosts, services, prefixes):
     prefixlen, node_prefix = prefixes
     subnet = str(ipaddress.IPv4Network(('10.0.0.0', prefixlen)))
-    svc = {name: {'image': 'x', 'overlays': ['appnet']} for name in services}
+    svc = {name: {'image': 'x', 'networks': ['appnet']} for name in services}
     plan = plan_or_reject(describe(hosts[:1], hosts[1:], subnet, node_prefix, services=svc), underlays(hosts))
     appnet = plan['overlays']['appnet']
     network = ipaddress.IPv4Network(subnet)
@@ -260,7 +265,7 @@ def test_no_overlap_of_ranges_addresses_and_vips(hosts, services, prefixes):
 @PROPERTY
 @given(hosts=st.lists(HOSTNAMES, min_size=3, max_size=20, unique=True), seed=st.randoms())
 def test_plan_is_deterministic_and_pure(hosts, seed):
-    swarm = describe(hosts[:1], hosts[1:], services={'web': {'image': 'x', 'overlays': ['appnet']}})
+    swarm = describe(hosts[:1], hosts[1:], services={'web': {'image': 'x', 'networks': ['appnet']}})
     hostvars = underlays(hosts)
     frozen = copy.deepcopy(swarm)
     plan = plan_or_reject(swarm, hostvars)
@@ -279,7 +284,7 @@ def test_a_thousand_nodes_plan_fast():
     hosts = [f'node{i:04d}' for i in range(1000)]
     # Pinned slots: a thousand hashed names would collide somewhere in 65534 slots.
     swarm = describe(hosts[:3], hosts[3:], nodes={h: {'slot': i + 1} for i, h in enumerate(hosts)},
-                     services={f'svc{i}': {'image': 'x', 'overlays': ['appnet']} for i in range(5)})
+                     services={f'svc{i}': {'image': 'x', 'networks': ['appnet']} for i in range(5)})
     start = time.perf_counter()
     plan = build_plan(swarm, underlays(hosts))
     views = [host_view(plan, host) for host in hosts]
@@ -291,9 +296,9 @@ def test_a_thousand_nodes_plan_fast():
 
 def test_services_resolve_the_vips_of_services_sharing_an_overlay():
     services = {
-        'web': {'image': 'i', 'overlays': ['appnet']},
-        'api': {'image': 'i', 'overlays': ['appnet'], 'vip': '10.255.255.7'},
-        'db': {'image': 'i', 'overlays': ['appnet'], 'endpoint_mode': 'dnsrr'},
+        'web': {'image': 'i', 'networks': ['appnet']},
+        'api': {'image': 'i', 'networks': ['appnet'], 'x-swarmfabric': {'vip': '10.255.255.7'}},
+        'db': {'image': 'i', 'networks': ['appnet'], 'deploy': {'endpoint_mode': 'dnsrr'}},
         'lone': {'image': 'i'},
     }
     plan = build_plan(describe(['m1'], services=services), underlays(['m1']))

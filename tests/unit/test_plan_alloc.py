@@ -24,7 +24,7 @@ def describe(hosts, services=(), subnet='10.20.0.0/20', node_prefix=24, vip_pref
         overlay['vip_prefix'] = vip_prefix
     return {'name': 'prop', 'managers': list(hosts[:1]), 'workers': list(hosts[1:]),
             'overlays': {'appnet': overlay}, 'allocation': {'hold': hold},
-            'services': {name: {'image': 'x', 'overlays': ['appnet']} for name in services}, **extra}
+            'services': {name: {'image': 'x', 'networks': ['appnet']} for name in services}, **extra}
 
 
 def addresses(hosts):
@@ -172,7 +172,7 @@ def test_no_sequence_of_adds_and_removes_moves_a_live_allocation(steps):
 def big_swarm(nodes=250, overlays=5, per_overlay=200):
     hosts = [f'node{i:03d}' for i in range(nodes)]
     names = [f'ov{k}' for k in range(overlays)]
-    services = {f'svc-{k}-{i:03d}': {'image': 'x', 'overlays': [names[k]]}
+    services = {f'svc-{k}-{i:03d}': {'image': 'x', 'networks': [names[k]]}
                 for k in range(overlays) for i in range(per_overlay)}
     swarm = {'name': 'big', 'managers': hosts[:3], 'workers': hosts[3:],
              'overlays': {name: {'vni': 1000 + k, 'subnet': f'10.{100 + k}.0.0/16', 'encrypted': False}
@@ -215,7 +215,7 @@ def test_capacity_errors_give_how_many_there_are_and_how_many_are_needed():
     swarm, hostvars = big_swarm(nodes=3, overlays=1, per_overlay=30)
     swarm['overlays']['ov0']['vip_prefix'] = 27
     assert validate(swarm, list(hostvars), hostvars) == []  # 30 VIPs for 30 services: full, and fine
-    swarm['services']['svc-0-extra'] = {'image': 'x', 'overlays': ['ov0']}
+    swarm['services']['svc-0-extra'] = {'image': 'x', 'networks': ['ov0']}
     errors = validate(swarm, list(hostvars), hostvars)
     assert errors == ['swarm.overlays.ov0.vip_prefix: the VIP range 10.100.255.224/27 holds 30 VIPs; 31 VIP services '
                       'on overlay ov0 need 31: use a shorter vip_prefix (/26 holds 62)']

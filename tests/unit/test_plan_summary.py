@@ -26,29 +26,39 @@ def lines(module, result, host='sf-cp-node1', **kw):
 
 
 def test_a_new_service_is_one_create_line_with_its_scale_ports_and_image():
-    result = {'changed': True, 'changes': changes(
-        image=(None, 'nginx:1'), mode=(None, 'replicated'), replicas=(None, 2), networks=(None, ['appnet']),
-        publish=(None, ['8081:80/tcp']), update=(None, {'parallelism': 1, 'delay': '5s'}), labels=(None, {}))}
+    result = {'changed': True, 'changes': {
+        'image': {'before': None, 'after': 'nginx:1'}, 'deploy.mode': {'before': None, 'after': 'replicated'},
+        'deploy.replicas': {'before': None, 'after': 2}, 'networks': {'before': None, 'after': ['appnet']},
+        'ports[0]': {'before': None, 'after': '8081:80/tcp ingress'},
+        'deploy.update_config.delay': {'before': None, 'after': '5s'}}}
     assert lines('swarm_service', result, args={'name': 'api', 'state': 'present', 'networks': ['appnet']}) == [
         'service api: create (2 replicas, port 8081, image nginx:1)']
 
 
 def test_a_global_service_with_host_mode_and_udp_ports():
-    result = {'changed': True, 'changes': changes(
-        mode=(None, 'global'), replicas=(None, None), image=(None, 'dns:2'),
-        publish=(None, ['53:53/udp', '8081:81/tcp (mode host)']))}
+    result = {'changed': True, 'changes': {
+        'deploy.mode': {'before': None, 'after': 'global'}, 'image': {'before': None, 'after': 'dns:2'},
+        'ports[0]': {'before': None, 'after': '53:53/udp ingress'},
+        'ports[1]': {'before': None, 'after': '8081:81/tcp host'}}}
     assert lines('swarm_service', result, args={'name': 'dns'}) == [
         'service dns: create (global, ports 53/udp, 8081 host-mode, image dns:2)']
 
 
 def test_an_update_names_each_field_before_and_after_and_networks_by_name():
-    result = {'changed': True, 'changes': changes(
-        replicas=(3, 4), image=('task:1', 'task:2'),
-        update=({'parallelism': 1, 'delay': '5s'}, {'parallelism': 2, 'delay': '1m30s'}),
-        networks=(['appnet'], ['appnet', 'backnet']), publish=(['8080:80/tcp'], []))}
-    assert lines('swarm_service', result, args={'name': 'web', 'networks': ['appnet', 'backnet']}) == [
-        'service web: image task:1 → task:2; networks [appnet] → [appnet, backnet]; port 8080 → no port; '
-        'replicas 3 → 4; update 1 at a time, 5s apart → 2 at a time, 1m30s apart']
+    result = {'changed': True, 'changes': {
+        'deploy.replicas': {'before': 3, 'after': 4}, 'image': {'before': 'task:1', 'after': 'task:2'},
+        'deploy.update_config.delay': {'before': '5s', 'after': '1m30s'},
+        'networks': {'before': ['appnet'], 'after': ['appnet', 'backnet']},
+        'ports[0]': {'before': '8080:80/tcp ingress', 'after': None}}}
+    assert lines('swarm_service', result, args={'name': 'web'}) == [
+        'service web: replicas 3 → 4; deploy.update_config.delay 5s → 1m30s; image task:1 → task:2; '
+        'networks [appnet] → [appnet, backnet]; ports[0] 8080:80/tcp ingress → none']
+
+
+def test_a_stack_service_is_named_as_docker_stack_deploy_names_it():
+    result = {'changed': True, 'changes': {'deploy.replicas': {'before': 1, 'after': 2}}}
+    assert lines('swarm_service', result, args={'name': 'app', 'stack': 'shop'}) == [
+        'service shop_app: replicas 1 → 2']
 
 
 def test_service_removals():
@@ -121,9 +131,8 @@ def test_join_tokens_and_unlock_keys_are_masked():
 
 def test_fmt_values():
     assert ps.fmt({'b': [1, None], 'a': True}) == '{a: true, b: [1, none]}'
-    assert ps.fmt_update({'parallelism': 0, 'delay': '0s'}) == 'all at a time, 0s apart'
-    assert ps.fmt_update([1, 5]) == '[1, 5]'
-    assert ps.fmt_ports(['8080:80/tcp', '53:53/udp (mode host)']) == 'ports 8080, 53/udp host-mode'
+    assert ps.fmt_ports(['8080:80/tcp ingress', '53:53/udp host', '80/tcp ingress']) == \
+        'ports 8080, 53/udp host-mode, 80'
     assert ps.fmt_ports(['odd']) == 'port odd'
 
 

@@ -220,8 +220,8 @@ def test_the_sample_converts_to_a_service_spec():
     assert spec['TaskTemplate']['Networks'] == [{'Target': 'appnet', 'Aliases': ['kv']}]
     assert spec['TaskTemplate']['Resources'] == {'Limits': {'MemoryBytes': 128 * 2 ** 20}}
     assert spec['TaskTemplate']['Placement'] == {'Constraints': ['node.labels.disk == ssd']}
-    assert spec['TaskTemplate']['ContainerSpec']['Healthcheck']['Test'] == ['CMD', 'sh', '-c',
-                                                                            'nc -z 127.0.0.1 6379']
+    assert spec['TaskTemplate']['ContainerSpec']['Healthcheck']['Test'] == [
+        'CMD-SHELL', 'echo ping | timeout 2 nc 127.0.0.1 6379 | grep -q ping']
 
 
 def test_the_sample_needs_its_variables():

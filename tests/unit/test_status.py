@@ -189,7 +189,8 @@ def test_the_picture_draws_roles_overlays_services_placement_and_drift(plan):
     assert f'"s:web" [label="web\\nswarmfabric/task:1\\n3 replicas, VIP {vip}\\nports 8080", shape=ellipse' in text
     assert '"s:web" -- "n:sf-cp-node1" [label="", color=gray50];' in text
     assert '"s:echo" [label="echo\\nswarmfabric/task:1\\nglobal, no VIP\\nports 8081"' in text
-    assert text.count(' -- ') == 10 + 3 + 5  # every overlay pair, web's and echo's tasks
+    # every overlay pair, the tasks of web (3), echo (global: 5), kv (1) and app (2)
+    assert text.count(' -- ') == 10 + 3 + 5 + 1 + 2
 
 
 def test_labels_are_quoted_for_dot():
@@ -209,7 +210,7 @@ def test_the_table_has_a_row_per_object_with_its_drift(plan):
     actual['nodes'][3]['Spec']['Labels']['zone'] = 'c'
     rows = summary(report(plan, actual, HOSTS))
     assert rows[0].split() == ['object', 'desired', 'actual', 'drift']
-    assert len(rows) == 1 + 5 + 2 + 5
+    assert len(rows) == 1 + 5 + 4 + 5  # the header, the nodes, the services (web, echo, kv, app), appnet on each host
     (node4,) = [r for r in rows if r.startswith('node sf-cp-node4')]
     assert node4.split() == ['node', 'sf-cp-node4', 'worker', 'active', 'zone', 'a,', 'disk', 'ssd',
                              'worker', 'active', 'ready', 'zone', 'c,', 'disk', 'ssd', 'labels.zone']

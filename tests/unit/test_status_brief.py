@@ -24,7 +24,7 @@ def answers(hosts, content='web.1 on c0ffee12\n'):
 
 def test_a_converged_swarm_is_summed_up_in_a_few_lines(status):
     assert brief(status, answers(HOSTS[:2])) == [
-        'swarm sfcp: 5 nodes, 1 overlay, 2 services; no drift',
+        'swarm sfcp: 5 nodes, 1 overlay, 4 services; no drift',
         'nodes:',
         '  sf-cp-node1  manager  active  ready  172.31.78.11',
         '  sf-cp-node2  manager  active  ready  172.31.78.12',
@@ -34,7 +34,9 @@ def test_a_converged_swarm_is_summed_up_in_a_few_lines(status):
         'overlays:',
         '  appnet  10.20.0.0/16  vni 300  not encrypted  5 members, each with its 4 peers',
         'services:',
+        '  app   2/2 running        VIP 10.20.253.34   port 8090  on sf-cp-node1, sf-cp-node2',
         '  echo  global, 5 running  VIP 10.0.0.5       port 8081  on 5 nodes',
+        '  kv    1/1 running        VIP 10.20.254.59   no port    on sf-cp-node1',
         '  web   3/3 running        VIP 10.20.253.164  port 8080  on sf-cp-node1, sf-cp-node2, sf-cp-node3',
         'what each node answers, asked from the controller:',
         '  sf-cp-node1  http://172.31.78.11:8080/ -> HTTP 200 "web.1 on c0ffee12"',
@@ -59,7 +61,7 @@ def test_drift_a_missing_peer_a_lost_node_and_a_stopped_task_show(status):
     lines = brief(status, {'sf-cp-node1': [{'item': 8080, 'status': 503, 'content': long}],
                            'sf-cp-node5': [{'item': 8080, 'status': -1, 'msg': 'timed out'}]})
     assert lines == [
-        'swarm sfcp: 5 nodes, 1 overlay, 2 services; 2 drifts (listed above)',
+        'swarm sfcp: 5 nodes, 1 overlay, 4 services; 2 drifts (listed above)',
         'nodes:',
         '  sf-cp-node1  manager  active  ready         172.31.78.11',
         '  sf-cp-node2  manager  active  ready         172.31.78.12',
@@ -70,7 +72,9 @@ def test_drift_a_missing_peer_a_lost_node_and_a_stopped_task_show(status):
         '  appnet  10.20.0.0/16  vni 300  encrypted (ESP, generation 3)  peers sf-cp-node1 4/4, sf-cp-node2 3/4, '
         'sf-cp-node3 4/4, sf-cp-node4 4/4, sf-cp-node5 no device',
         'services:',
+        '  app   2/2 running  VIP 10.20.253.34   port 8090  on sf-cp-node1, sf-cp-node2',
         '  echo  absent',
+        '  kv    1/1 running  VIP 10.20.254.59   no port    on sf-cp-node1',
         '  web   2/3 running  VIP 10.20.253.164  port 8080  on sf-cp-node1 x2',
         'what each node answers, asked from the controller:',
         f'  sf-cp-node1  http://172.31.78.11:8080/ -> HTTP 503 "{"x" * 40}..."',

@@ -1,87 +1,15 @@
-"""swarm_service spec diffing: only managed fields count, Docker defaults never do."""
+"""swarm_service (format v2): the Compose service becomes the ServiceSpec docker stack deploy
+would send (the field mapping itself is test_compose.py's); here the module's read, plan and
+apply against a daemon scripted at its socket: exact request bodies, reads only when nothing
+changed, no write in check mode, Docker's defaults never a change, diffs in Compose's words."""
 
 import copy
+import json
 
 import pytest
-from conftest import Docker, Status, load_module
+from conftest import Docker, Seq, Status, load_module
 
 service = load_module("swarm_service")
-
-PARAMS = {
-    "image": "swarmfabric/task:1",
-    "command": ["sh", "-c", "httpd -f"],
-    "mode": "replicated",
-    "replicas": 3,
-    "networks": ["appnet"],
-    "endpoint_mode": "vip",
-    "publish": [{"published": 8080, "target": 80, "protocol": "tcp", "mode": "ingress"}],
-    "update": {"parallelism": 1, "delay": "5s"},
-    "hosts": ["web:10.20.255.37"],
-    "labels": {"tier": "front"},
-}
-IDS = {"appnet": "net123"}
-
-
-def live_spec():
-    """A spec as Docker returns it: ours plus the daemon's defaults and a pinned digest."""
-    spec = service.apply_view({}, service.desired_view(PARAMS, IDS), "web")
-    spec["TaskTemplate"]["ContainerSpec"]["Image"] += "@sha256:abc"
-    spec["TaskTemplate"]["ContainerSpec"]["Isolation"] = "default"
-    spec["TaskTemplate"].update(RestartPolicy={"Condition": "any"}, ForceUpdate=0, Runtime="container")
-    spec["UpdateConfig"].update(FailureAction="pause", MaxFailureRatio=0, Order="stop-first")
-    spec["RollbackConfig"] = {"Parallelism": 1}
-    return spec
-
-
-def test_docker_defaults_are_no_change():
-    assert service.diff_views(service.live_view(live_spec()), service.desired_view(PARAMS, IDS)) == {}
-
-
-def test_scaling_changes_replicas_only():
-    want = service.desired_view(dict(PARAMS, replicas=5), IDS)
-    changes = service.diff_views(service.live_view(live_spec()), want)
-    assert changes == {"replicas": {"before": 3, "after": 5}}
-    assert service.describe("web", changes) == ["scaled web from 3 to 5 replicas"]
-    updated = service.apply_view(live_spec(), want, "web")
-    assert updated["Mode"] == {"Replicated": {"Replicas": 5}}
-    assert updated["TaskTemplate"]["RestartPolicy"] == {"Condition": "any"}  # unmanaged fields kept
-
-
-def test_image_change_is_a_rolling_update():
-    changes = service.diff_views(
-        service.live_view(live_spec()), service.desired_view(dict(PARAMS, image="swarmfabric/task:2"), IDS)
-    )
-    assert list(changes) == ["image"]
-    assert service.describe("web", changes)[0].startswith("rolling update of web to swarmfabric/task:2")
-
-
-@pytest.mark.parametrize(
-    ("text", "ns"), [("5s", 5 * 10**9), ("1m30s", 90 * 10**9), ("250ms", 250 * 10**6), ("7", 7 * 10**9)]
-)
-def test_durations(text, ns):
-    assert service.duration_ns(text) == ns
-
-
-@pytest.mark.parametrize("text", ["5 s", "fast", "5x", ""])
-def test_bad_durations(text):
-    with pytest.raises(ValueError):
-        service.duration_ns(text)
-
-
-def test_hosts_entries_use_dockers_order_and_reject_garbage():
-    assert service.hosts_entries(["web:10.0.0.1"]) == ["10.0.0.1 web"]
-    with pytest.raises(ValueError):
-        service.hosts_entries(["web"])
-
-
-def test_global_mode_has_no_replicas():
-    want = service.desired_view(dict(PARAMS, mode="global"), IDS)
-    spec = service.apply_view({}, want, "web")
-    assert spec["Mode"] == {"Global": {}}
-    assert service.live_view(spec)["replicas"] is None
-
-
-# --- main() against a Docker daemon scripted at its socket ----------------------------
 
 
 def swarm_net(name, config_from):
@@ -92,132 +20,239 @@ def swarm_net(name, config_from):
 GEN0 = swarm_net("appnet", "appnet-config")
 MACVLAN = {"filters": {"driver": ["macvlan"]}}
 RUNNING = [{"Status": {"State": "running"}}] * 3
+WEB = {
+    "image": "swarmfabric/task:1",
+    "command": ["sh", "-c", "httpd -f"],
+    "networks": ["appnet"],
+    "environment": {"MODE": "prod"},
+    "secrets": ["db_password"],
+    "deploy": {"replicas": 3, "update_config": {"parallelism": 1, "delay": "5s"}, "labels": {"tier": "front"}},
+}
+SECRET = {"ID": "sec1", "Spec": {"Name": "db_password-0123456789ab"}}
+SECRETS = {"db_password": "db_password-0123456789ab"}
 
 
 def params(**extra):
-    return dict(PARAMS, name="web", **extra)
+    return {"name": "web", "service": copy.deepcopy(WEB), "secrets": SECRETS, **extra}
 
 
-def existing(**extra):
-    """The service as the daemon lists it: our spec on generation 0, plus Docker's defaults."""
-    spec = service.apply_view({}, service.desired_view(params(**extra), {"appnet": "id-appnet"}), "web")
-    spec["UpdateConfig"].update(FailureAction="pause", Order="stop-first")
-    return {"ID": "sid", "Version": {"Index": 42}, "Spec": spec}
+def fields_label(spec):
+    return json.loads(spec["Labels"][service.FIELDS_LABEL])
 
 
-def test_create_posts_the_whole_spec_and_waits_for_the_tasks(run_module):
-    docker = Docker({"/networks": [GEN0], "/services": [], ("POST", "/services/create"): {"ID": "sid"},
+def created_spec():
+    """The body a create posts for WEB (as the first test asserts it)."""
+    docker = Docker({"/networks": [GEN0], "/services": [], "/secrets": [SECRET],
+                     ("POST", "/services/create"): {"ID": "sid"},
                      "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING})
+    return docker
+
+
+def existing(spec):
+    """The service as the daemon lists it: our spec plus Docker's own additions and a pinned digest."""
+    live = copy.deepcopy(spec)
+    live["TaskTemplate"]["ContainerSpec"]["Image"] += "@sha256:abc"
+    live["TaskTemplate"]["ContainerSpec"]["Isolation"] = "default"
+    live["TaskTemplate"].update(ForceUpdate=0, Runtime="container")
+    live["UpdateConfig"].update(FailureAction="pause", MaxFailureRatio=0, Order="stop-first")
+    live["EndpointSpec"] = {"Mode": "vip"}
+    return {"ID": "sid", "Version": {"Index": 42}, "Spec": live}
+
+
+def create(run_module, **extra):
+    docker = created_spec()
+    done = run_module(service, params(**extra), docker=docker)
+    assert not done.failed, done.msg
+    return docker, done
+
+
+def test_create_posts_the_stack_deploy_spec_with_resolved_network_and_secret_ids(run_module):
+    docker, done = create(run_module)
+    (method, path, query, body), = docker.writes
+    assert (method, path, query) == ("POST", "/services/create", None)
+    fields = fields_label(body)
+    del body["Labels"][service.FIELDS_LABEL]
+    assert body == {
+        "Name": "web",
+        "Labels": {"tier": "front"},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "swarmfabric/task:1", "Args": ["sh", "-c", "httpd -f"], "Env": ["MODE=prod"],
+                              "Secrets": [{"File": {"Name": "db_password", "UID": "0", "GID": "0", "Mode": 0o444},
+                                           "SecretName": "db_password-0123456789ab", "SecretID": "sec1"}]},
+            "Networks": [{"Target": "id-appnet"}]},
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "UpdateConfig": {"Parallelism": 1, "Delay": 5 * 10 ** 9},
+    }
+    # The fields label keeps the description's words (object names, never a value of a secret).
+    assert fields["deploy.replicas"] == 3 and fields["secrets.db_password.name"] == "db_password-0123456789ab"
+    assert done.result["service_id"] == "sid" and done.result["actions"] == [
+        "created web (replicated, 3 replicas, image swarmfabric/task:1)"]
+    assert ("GET", "/secrets", {"filters": {"name": ["db_password-0123456789ab"]}}, None) in docker.calls
+    assert docker.calls[-1] == ("GET", "/tasks", {"filters": {"service": ["sid"]}}, None)
+
+
+def test_the_wait_lasts_until_no_replaced_task_still_runs(run_module):
+    old = {"DesiredState": "shutdown", "Status": {"State": "running"}}
+    docker = created_spec()
+    docker.answers["/tasks"] = Seq([*RUNNING, old], RUNNING)
     done = run_module(service, params(), docker=docker)
     assert not done.failed, done.msg
-    assert docker.writes == [("POST", "/services/create", None, {
-        "Name": "web", "Labels": {"tier": "front"},
-        "TaskTemplate": {"ContainerSpec": {"Image": "swarmfabric/task:1", "Command": ["sh", "-c", "httpd -f"],
-                                           "Hosts": ["10.20.255.37 web"]},
-                         "Networks": [{"Target": "id-appnet"}]},
-        "Mode": {"Replicated": {"Replicas": 3}},
-        "EndpointSpec": {"Mode": "vip", "Ports": [{"PublishedPort": 8080, "TargetPort": 80, "Protocol": "tcp",
-                                                   "PublishMode": "ingress"}]},
-        "UpdateConfig": {"Parallelism": 1, "Delay": 5 * 10**9}})]
-    assert done.result["service_id"] == "sid" and done.result["actions"] == [
-        "created web (replicated, image swarmfabric/task:1)"]
-    assert docker.calls[-1] == ("GET", "/tasks", {"filters": {"desired-state": ["running"], "service": ["sid"]}},
-                                None)
+    assert [c[1] for c in docker.calls].count("/tasks") == 2
 
 
-def test_a_new_services_diff_has_no_before_and_speaks_the_descriptions_language(run_module):
-    docker = Docker({"/networks": [GEN0], "/services": []})
+def test_a_new_services_diff_has_no_before_and_hides_environment_values(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [], "/secrets": [SECRET]})
     done = run_module(service, params(), check=True, diff=True, docker=docker)
-    assert done.result["diff"] == {"before": {}, "after": {
-        "image": "swarmfabric/task:1", "command": ["sh", "-c", "httpd -f"], "sysctls": {}, "mounts": [],
-        "mode": "replicated", "replicas": 3, "networks": ["appnet"], "endpoint_mode": "vip",
-        "publish": ["8080:80/tcp"], "update": {"parallelism": 1, "delay": "5s"}, "hosts": ["web:10.20.255.37"],
-        "labels": {"tier": "front"}}}
-    # The summary still sees a creation: every field's "before" is null.
-    assert all(field["before"] is None for field in done.result["changes"].values())
+    assert done.result["diff"]["before"] == {}
+    after = done.result["diff"]["after"]
+    assert after["image"] == "swarmfabric/task:1" and after["deploy.replicas"] == 3
+    assert after["networks"] == ["appnet"] and after["environment.MODE"] == "(hidden)"
+    assert "prod" not in json.dumps(done.result)
+    assert docker.writes == []
 
 
-def test_an_update_shows_its_settings_by_name_and_ports_in_short_syntax(run_module):
-    docker = Docker({"/networks": [GEN0], "/services": [existing()], "/services/sid": {}, "/tasks": RUNNING * 3})
-    done = run_module(service, params(update={"parallelism": 2, "delay": "1m30s"},
-                                      publish=[{"published": 8080, "target": 80, "protocol": "udp", "mode": "host"}]),
-                      diff=True, docker=docker)
-    assert not done.failed, done.msg
-    assert done.result["changes"] == {
-        "update": {"before": {"parallelism": 1, "delay": "5s"}, "after": {"parallelism": 2, "delay": "1m30s"}},
-        "publish": {"before": ["8080:80/tcp"], "after": ["8080:80/udp (mode host)"]}}
-    # What is written is still the Engine's form.
-    body = docker.writes[0][3]
-    assert body["UpdateConfig"]["Parallelism"] == 2 and body["UpdateConfig"]["Delay"] == 90 * 10 ** 9
+def live_of(run_module):
+    docker, _ = create(run_module)
+    return existing(docker.writes[0][3])
 
 
-def test_scaling_updates_with_the_services_version_and_keeps_dockers_fields(run_module):
-    live = existing()
-    docker = Docker({"/networks": [GEN0], "/services": [live], "/services/sid": {}, "/tasks": RUNNING * 2})
-    done = run_module(service, params(replicas=5), diff=True, docker=docker)
-    assert not done.failed, done.msg
-    body = copy.deepcopy(live["Spec"])
-    body["Mode"] = {"Replicated": {"Replicas": 5}}
-    assert docker.writes == [("POST", "/services/sid/update", {"version": "42"}, body)]
-    assert done.result["actions"] == ["scaled web from 3 to 5 replicas"]
-    assert done.result["diff"] == {"before": {"replicas": 3}, "after": {"replicas": 5}}
-
-
-def test_no_change_is_reads_only(run_module):
-    docker = Docker({"/networks": [GEN0], "/services": [existing()]})
+def test_no_change_is_reads_only_despite_dockers_defaults(run_module):
+    live = live_of(run_module)
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET]})
     done = run_module(service, params(), docker=docker)
     assert done.result == {"changed": False, "actions": [], "service_id": "sid", "changes": {}}
     assert docker.writes == []
 
 
+def test_scaling_is_one_update_that_keeps_dockers_own_fields(run_module):
+    live = live_of(run_module)
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET], "/services/sid": {},
+                     "/tasks": RUNNING * 2})
+    wanted = copy.deepcopy(WEB)
+    wanted["deploy"]["replicas"] = 5
+    done = run_module(service, params(service=wanted), diff=True, docker=docker)
+    assert not done.failed, done.msg
+    (method, path, query, body), = docker.writes
+    assert (method, path, query) == ("POST", "/services/sid/update", {"version": "42"})
+    assert body["Mode"] == {"Replicated": {"Replicas": 5}}
+    # What no Compose key sets stays as the daemon has it.
+    assert body["TaskTemplate"]["ForceUpdate"] == 0 and body["TaskTemplate"]["Runtime"] == "container"
+    assert body["TaskTemplate"]["ContainerSpec"]["Isolation"] == "default"
+    assert done.result["actions"] == ["scaled web from 3 to 5 replicas"]
+    assert done.result["diff"] == {"before": {"deploy.replicas": 3}, "after": {"deploy.replicas": 5}}
+
+
+def test_a_new_secret_version_rolls_the_service_and_shows_the_names_only(run_module):
+    live = live_of(run_module)
+    newer = {"ID": "sec2", "Spec": {"Name": "db_password-ba9876543210"}}
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [newer], "/services/sid": {},
+                     "/tasks": RUNNING})
+    done = run_module(service, params(secrets={"db_password": "db_password-ba9876543210"}), docker=docker)
+    assert not done.failed, done.msg
+    assert done.result["changes"] == {"secrets.db_password.name": {"before": "db_password-0123456789ab",
+                                                                   "after": "db_password-ba9876543210"}}
+    body = docker.writes[0][3]
+    assert body["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"] == "sec2"
+
+
+def test_a_changed_environment_value_is_a_change_without_its_value(run_module):
+    live = live_of(run_module)
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET], "/services/sid": {},
+                     "/tasks": RUNNING})
+    wanted = copy.deepcopy(WEB)
+    wanted["environment"] = {"MODE": "staging"}
+    done = run_module(service, params(service=wanted), check=True, docker=docker)
+    assert done.result["changes"] == {"environment.MODE": {"before": "(hidden)", "after": "(hidden), changed"}}
+    assert "staging" not in json.dumps(done.result) and "prod" not in json.dumps(done.result)
+    assert docker.writes == []
+
+
+def test_a_change_made_outside_is_named_by_its_spec_path(run_module):
+    live = live_of(run_module)
+    live["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] = ["MODE=debug"]
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET]})
+    done = run_module(service, params(), check=True, docker=docker)
+    assert done.result["changes"] == {"spec": {"before": "differs from the description in ContainerSpec.Env",
+                                               "after": "as described"}}
+
+
+def test_a_missing_secret_is_a_change_in_check_mode_and_an_error_otherwise(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [], "/secrets": []})
+    done = run_module(service, params(), check=True, docker=docker)
+    assert done.changed and docker.writes == []
+    done = run_module(service, params(), docker=docker)
+    assert done.failed and done.msg == "Cannot converge service web: secret 'db_password-0123456789ab' does not exist"
+
+
+def test_a_mode_change_is_refused(run_module):
+    live = live_of(run_module)
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET]})
+    wanted = copy.deepcopy(WEB)
+    wanted["deploy"] = {"mode": "global"}
+    done = run_module(service, params(service=wanted), docker=docker)
+    assert done.failed and "deploy.mode changes from replicated to global" in done.msg and docker.writes == []
+
+
+def test_sysctls_need_api_1_40(run_module):
+    wanted = dict(WEB, sysctls={"net.ipv4.tcp_keepalive_time": 600})
+    docker = Docker({"/networks": [GEN0], "/services": [], "/secrets": [SECRET]}, api_version="1.39")
+    done = run_module(service, params(service=wanted), docker=docker)
+    assert done.failed and "sysctls need Docker Engine API 1.40" in done.msg and docker.writes == []
+
+
+def test_a_stack_service_gets_docker_stack_deploys_name_labels_and_alias(run_module):
+    docker = Docker({"/networks": [GEN0], "/services": [], "/secrets": [{"ID": "s", "Spec": {"Name": "shop_db"}}],
+                     ("POST", "/services/create"): {"ID": "sid"},
+                     "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING})
+    wanted = dict(WEB, secrets=["db"])
+    done = run_module(service, {"name": "web", "stack": "shop", "service": wanted}, docker=docker)
+    assert not done.failed, done.msg
+    body = docker.writes[0][3]
+    assert body["Name"] == "shop_web"
+    assert body["Labels"]["com.docker.stack.namespace"] == "shop"
+    assert body["TaskTemplate"]["Networks"] == [{"Target": "id-appnet", "Aliases": ["web"]}]
+    assert body["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"] == "shop_db"
+
+
 @pytest.mark.parametrize("state, extra, actions", [
-    ("present", {"replicas": 5}, ["scaled web from 3 to 5 replicas"]),
     ("absent", {}, ["removed web"]),
     ("pruned", {"keep": ["api"]}, ["removed web"]),
 ])
-def test_check_mode_plans_the_same_and_writes_nothing(run_module, state, extra, actions):
-    docker = Docker({"/networks": [GEN0], "/services": [existing()]})
-    done = run_module(service, params(state=state, **extra), check=True, docker=docker)
+def test_check_mode_removals_write_nothing(run_module, state, extra, actions):
+    live = live_of(run_module)
+    docker = Docker({"/services": [live]})
+    done = run_module(service, {"name": "web", "state": state, **extra}, check=True, docker=docker)
     assert not done.failed, done.msg
     assert done.changed is True and done.result["actions"] == actions and docker.writes == []
 
 
-def test_absent_and_pruned_delete_by_id(run_module):
-    docker = Docker({"/services": [existing()]})
+def test_absent_and_pruned_delete_by_id_and_a_stack_prunes_only_its_own(run_module):
+    live = live_of(run_module)
+    docker = Docker({"/services": [live]})
     assert run_module(service, {"name": "web", "state": "absent"}, docker=docker).result["actions"] == ["removed web"]
     done = run_module(service, {"state": "pruned", "keep": ["web"]}, docker=docker)
     assert done.changed is False and done.result["removed"] == []
+    done = run_module(service, {"state": "pruned", "stack": "shop", "keep": []}, docker=docker)
+    assert done.changed is False  # web is no service of stack shop
     assert docker.writes == [("DELETE", "/services/sid", None, None)]
 
 
 def test_an_overlay_resolves_to_its_newest_generation(run_module):
-    config2 = {"Name": "appnet-config", "Id": "c", "Scope": "local", "ConfigOnly": True,
-               "Labels": {"io.swarmfabric.overlay": "appnet", "io.swarmfabric.generation": "2"}}
-    docker = Docker({"/networks": [GEN0, config2, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
-    done = run_module(service, params(), check=True, docker=docker)
-    # Shown by name (the generation's network), never by id.
-    assert done.result["changes"]["networks"] == {"before": None, "after": ["appnet"]}
+    docker = Docker({"/networks": [GEN0, swarm_net("appnet-1", "appnet-config-1")], "/services": [],
+                     "/secrets": [SECRET], ("POST", "/services/create"): {"ID": "sid"},
+                     "/services/sid": {"UpdateStatus": {"State": "completed"}}, "/tasks": RUNNING})
+    done = run_module(service, params(), docker=docker)
+    assert not done.failed, done.msg
     assert docker.calls[0] == ("GET", "/networks", MACVLAN, None)
-    docker = Docker({"/networks": [GEN0, swarm_net("appnet-1", "appnet-config-1")], "/services": []})
-    done = run_module(service, params(), check=True, docker=docker)
-    assert done.result["changes"]["networks"]["after"] == ["appnet-1"]
+    assert docker.writes[0][3]["TaskTemplate"]["Networks"] == [{"Target": "id-appnet-1"}]
 
 
 def test_a_network_without_generations_is_looked_up_by_name(run_module):
-    docker = Docker({"/networks": [], "/networks/appnet": {"Id": "legacy", "Scope": "swarm"}, "/services": []})
-    assert run_module(service, params(), check=True, docker=docker).result["changes"]["networks"]["after"] == [
-        "appnet"]
-    docker = Docker({"/networks": [], "/networks/appnet": {"Id": "p", "Scope": "local"}, "/services": []})
+    docker = Docker({"/networks": [], "/networks/appnet": {"Id": "p", "Scope": "local"}, "/services": [],
+                     "/secrets": [SECRET]})
     done = run_module(service, params(), check=True, docker=docker)
     assert done.failed and done.msg == "Cannot converge service web: network 'appnet' is local-scoped, not swarm-scoped"
-
-
-@pytest.mark.parametrize("check_mode", [True, False])
-def test_a_missing_network_is_a_planned_change_in_check_mode_and_an_error_otherwise(run_module, check_mode):
-    docker = Docker({"/networks": [], "/networks/appnet": Status(404, "network appnet not found"), "/services": []})
-    done = run_module(service, params(), check=check_mode, docker=docker)
-    assert docker.writes == []
-    if check_mode:
-        assert done.result["changes"]["networks"]["after"] == ["(network appnet, not created yet)"]
-    else:
-        assert done.failed and done.msg == "Cannot converge service web: network 'appnet' does not exist"
+    docker = Docker({"/networks": [], "/networks/appnet": Status(404, "network appnet not found"), "/services": [],
+                     "/secrets": [SECRET]})
+    done = run_module(service, params(), docker=docker)
+    assert done.failed and done.msg == "Cannot converge service web: network 'appnet' does not exist"

@@ -68,17 +68,18 @@ def running_tasks(host, service):
     return [line for line in out.splitlines() if line.startswith("Running")]
 
 
-@pytest.mark.parametrize("service", ["web", "echo"])
+@pytest.mark.parametrize("service", ["web", "echo", "kv", "app"])
 def test_services_run_with_the_described_replicas(host, service, description, members):
     want = description["services"][service]
+    deploy = want.get("deploy") or {}
     spec = json.loads(host.check_output(f"docker service inspect {service}"))[0]["Spec"]
     assert spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0] == want["image"]
-    if want.get("mode") == "global":
+    if deploy.get("mode") == "global":
         expected = len(
             [n for n in members if (description.get("nodes") or {}).get(n, {}).get("availability") != "drain"]
         )
     else:
-        expected = want["replicas"]
+        expected = deploy["replicas"]
         assert spec["Mode"]["Replicated"]["Replicas"] == expected
     for _ in range(30):
         if len(running_tasks(host, service)) == expected:
@@ -95,13 +96,13 @@ def test_ports_and_networks_follow_the_description(host, service, description):
         json.loads(host.check_output(f"docker network inspect {n['Target']}"))[0]["Name"]
         for n in live["Spec"]["TaskTemplate"].get("Networks") or []
     }
-    assert networks == set(want.get("overlays", []))
+    assert networks == set(want.get("networks", []))
     ports = {(p["PublishedPort"], p["TargetPort"], p["PublishMode"]) for p in live["Endpoint"].get("Ports") or []}
-    if want.get("overlays"):
+    if want.get("networks"):
         # The mesh layer publishes the ports of fabric services (test_mesh.py), not Docker.
         assert ports == set()
     else:
-        assert ports == {(p["published"], p["target"], p.get("mode", "ingress")) for p in want["publish"]}
+        assert ports == {(p["published"], p["target"], p.get("mode", "ingress")) for p in want["ports"]}
 
 
 def test_host_mode_port_answers_on_each_node_with_a_task(host, description, members):

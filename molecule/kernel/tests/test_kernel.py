@@ -280,6 +280,13 @@ def ipvs_real_servers(host):
     return servers
 
 
+def short_port(text):
+    """'8085:8001' or '53:53/udp' -> (published, target, protocol), read here apart from the code under test."""
+    ports, _, protocol = text.partition("/")
+    published, target = ports.split(":")
+    return int(published), int(target), protocol or "tcp"
+
+
 def expected_ipvs(description, host):
     """The real servers of each IPVS virtual service ``host`` must have, from the description alone:
     per (protocol, target port) of a service with backends, one cluster service with all of them,
@@ -287,15 +294,18 @@ def expected_ipvs(description, host):
     unless it has none (the port refuses then, without a service)."""
     want = []
     for service in description["services"].values():
-        if not service.get("backends"):
+        backends = (service.get("x-swarmfabric") or {}).get("backends")
+        if not backends:
             continue
-        subnet = ipaddress.ip_network(description["overlays"][service["overlays"][0]]["subnet"])
+        policies = (service.get("x-swarmfabric") or {}).get("traffic_policy") or {}
+        subnet = ipaddress.ip_network(description["overlays"][service["networks"][0]]["subnet"])
         slot = ipaddress.ip_network(f"{subnet.network_address + description['nodes'][host]['slot'] * 256}/24")
-        for key in sorted({(p.get("protocol", "tcp"), p["target"]) for p in service.get("publish", [])}):
-            ports = [p for p in service["publish"] if (p.get("protocol", "tcp"), p["target"]) == key]
-            want.append(sorted(service["backends"]))
-            if any(p.get("traffic_policy") == "local" or p.get("mode") == "host" for p in ports):
-                local = sorted(b for b in service["backends"] if ipaddress.ip_address(b.rsplit(":", 1)[0]) in slot)
+        ports = [short_port(p) for p in service.get("ports", [])]
+        for key in sorted({(protocol, target) for _published, target, protocol in ports}):
+            mine = [p for p in ports if (p[2], p[1]) == key]
+            want.append(sorted(backends))
+            if any(policies.get(published) == "local" for published, _target, _protocol in mine):
+                local = sorted(b for b in backends if ipaddress.ip_address(b.rsplit(":", 1)[0]) in slot)
                 if local:
                     want.append(local)
     return sorted(want)
@@ -313,7 +323,7 @@ def test_ipvs_real_servers(lab, description, mesh):
 
 
 def test_published_port_on_every_host_and_spread(lab, underlay, description, mesh):
-    published = description["services"]["echo"]["publish"][0]["published"]
+    published = short_port(description["services"]["echo"]["ports"][0])[0]
     served = set()
     for name in lab:
         # The lab's hosts run with the FORWARD policy Docker sets (sf-kl-init).

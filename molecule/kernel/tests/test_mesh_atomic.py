@@ -48,9 +48,9 @@ PLAYBOOK = f"""- hosts: {HOST}
 def changed_description(description):
     """B: echo's node2 backend replaced by node3's, and a new service with a VIP."""
     desc = copy.deepcopy(description)
-    desc["services"]["echo"]["backends"] = ["10.40.1.1:8000", "10.40.3.1:8000"]
-    desc["services"]["extra"] = {"overlays": ["sealed"], "backends": ["10.40.2.1:9000"],
-                                 "publish": [{"published": 8090, "target": 9000}]}
+    desc["services"]["echo"]["x-swarmfabric"]["backends"] = ["10.40.1.1:8000", "10.40.3.1:8000"]
+    desc["services"]["extra"] = {"networks": ["sealed"], "x-swarmfabric": {"backends": ["10.40.2.1:9000"]},
+                                 "ports": ["8090:9000"]}
     return desc
 
 

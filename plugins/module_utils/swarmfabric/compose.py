@@ -580,7 +580,14 @@ def _check_ulimits(check, parts, value):
 def _check_sysctls(check, parts, value):
     if isinstance(value, list):
         check.pairs(parts, value, 'name', None)
-        names = [(i, item.partition('=')[0]) for i, item in enumerate(value) if isinstance(item, str)]
+        names = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item or item.startswith('='):
+                continue  # refused by pairs()
+            name, _, setting = item.partition('=')
+            if not setting:  # Compose would give it the value "", which no sysctl takes
+                check.add([*parts, i], 'is not a "name=value" string (a sysctl needs a value)', item)
+            names.append((i, name))
     else:
         check.pairs(parts, value, 'name', lambda p, v: _sysctl_value(check, p, v))
         names = [(name, name) for name in value if isinstance(name, str)] if isinstance(value, dict) else []
@@ -595,6 +602,8 @@ def _check_sysctls(check, parts, value):
 def _sysctl_value(check, parts, value):
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         check.add(parts, 'is not a string or an integer', value)
+    elif value == '':
+        check.add(parts, 'is empty; a sysctl needs a value', value)
 
 
 def _check_extra_hosts(check, parts, value):
@@ -825,6 +834,21 @@ def _networks(value):
     if isinstance(value, list):
         return {name: [] for name in value}
     return {name: list((options or {}).get('aliases', ())) for name, options in (value or {}).items()}
+
+
+def ports(service):
+    """A service's ports in the long syntax (protocol and mode filled in), sorted as docker stack deploy does."""
+    return _ports(service.get('ports'))
+
+
+def volume(given):
+    """One entry of a service's volumes in the long syntax."""
+    return _short_volume(given) if isinstance(given, str) else given
+
+
+def networks(service):
+    """{network name: [aliases]} of a service, in the order written (the first one holds a fabric VIP)."""
+    return _networks(service.get('networks'))
 
 
 def _extra_hosts(value):

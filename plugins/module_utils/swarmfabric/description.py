@@ -1,6 +1,6 @@
 # Copyright: Swarmfabric contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Validation of the swarm description, format v1 (docs/description.md).
+"""Validation of the swarm description, format v2 (docs/description.md).
 
 Controller only: it needs jsonschema and PyYAML. Three passes:
 
@@ -21,6 +21,7 @@ import datetime
 import difflib
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 
@@ -28,8 +29,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
-from . import duration
-from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT, TRAFFIC_POLICIES
+from . import compose, duration
+from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT
 from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips, plain
 
 # ---------------------------------------------------------------- schema
@@ -40,7 +41,6 @@ IFNAMSIZ = 15
 MAX_DEPTH = 32
 # The largest slot: a /8 cut into /30 node ranges, less the gateway and VIP slots.
 MAX_SLOT = 2 ** 22 - 2
-MAX_DELAY_SECONDS = 24 * 3600
 
 
 def _obj(properties, required=()):
@@ -98,38 +98,44 @@ NODE = _obj({
 })
 
 OVERLAY = _obj({
+    # fabric: the toolkit's own VXLAN and ESP; docker: Docker's overlay driver (its VIPs, DNS, ingress).
+    'driver': _enum('fabric', 'docker'),
     'vni': _int(1, 16777215),
     'subnet': {'type': 'string'},
     'encrypted': BOOL,
+    'attachable': BOOL,
     'port': PORT,
     'mtu': {'anyOf': [{'const': 'auto'}, _int(1280, 9000)], 'description': 'must be auto or an integer in 1280..9000'},
     'node_prefix': _int(9, 30),
     'vip_prefix': _int(9, 30),
-}, required=['vni', 'subnet'])
-
-SERVICE = _obj({
-    'image': _text(IMAGE, 'is not an image reference (1 to 255 printable ASCII characters, no spaces)'),
-    'command': _list({'type': 'string'}),
-    # Compose's two shapes (a map, or "name=value" strings): checked in _check_sysctls.
-    'sysctls': {},
-    'mode': _enum('replicated', 'global'),
-    'replicas': _int(0, 10000),
-    'overlays': _list(STRING, uniqueItems=True),
-    'endpoint_mode': _enum('vip', 'dnsrr'),
-    'vip': {'type': 'string'},
-    'publish': _list(_obj({
-        'published': PORT,
-        'target': PORT,
-        'protocol': _enum('tcp', 'udp'),
-        'mode': _enum('ingress', 'host'),
-        'traffic_policy': _enum(*TRAFFIC_POLICIES),
-    }, required=['published'])),
-    'backends': _list({'type': 'string'}, minItems=1, uniqueItems=True),
-    'update': _obj({
-        'parallelism': _int(0, 10000),
-        'delay': _text(DURATION, f'is not a duration like {duration.EXAMPLES}', noun='a duration string'),
-    }),
 })
+# Keys of a fabric overlay only, and those it must have.
+FABRIC_ONLY = ('vni', 'port', 'mtu', 'node_prefix', 'vip_prefix')
+DOCKER_ONLY = ('attachable',)
+
+# A service is Compose's (format v2): compose.check_service checks it, naming each field.
+SERVICE = {}
+
+# Docker's rule for a secret's or config's name, less the "-<version>" the toolkit appends
+# (13 characters of Docker's 64).
+OBJECT_NAME = r'\A[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,49}[A-Za-z0-9])?\Z'
+OBJECT_RULE = ('must be 1 to 51 letters, digits, "_", "." or "-", starting and ending with a letter or digit '
+               '(Docker\'s rule, less the version suffix of 13 characters)')
+
+
+def _object(*sources):
+    return _obj({'external': BOOL, 'name': STRING, **{source: STRING for source in sources}})
+
+
+SECRET = _object('file', 'content')
+CONFIG = _object('file', 'content')
+VOLUME = _obj({'external': BOOL, 'name': STRING,
+               'labels': _map(LABEL_KEY, 'is not a label name', {'type': 'string'})})
+STACK = _obj({
+    'compose': STRING,
+    'variables': _map(r'\A[A-Za-z_][A-Za-z0-9_]*\Z', 'is not a variable name (letters, digits and "_", not '
+                      'starting with a digit)', {'type': ['string', 'integer', 'boolean']}),
+}, required=['compose'])
 
 MESH = _obj({
     'backend': _enum('auto', 'ipvs', 'nftables'),
@@ -161,6 +167,12 @@ SCHEMA = _obj({
         'digit (Docker\'s service-name rule)',
         SERVICE,
     ),
+    'secrets': _map(OBJECT_NAME, OBJECT_RULE, SECRET),
+    'configs': _map(OBJECT_NAME, OBJECT_RULE, CONFIG),
+    'volumes': _map(r'\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z', 'is not a volume name (Docker\'s rule: letters, digits, '
+                    '"_", "." or "-", starting with a letter or digit)', {'anyOf': [{'type': 'null'}, VOLUME]}),
+    'stacks': _map(SWARM_NAME, 'must be 1 to 32 lowercase letters, digits or "-", starting with a '
+                   'letter (docker stack deploy prefixes its objects with it)', STACK),
     'mesh': MESH,
     'allocation': _obj({
         'hold': _text(DURATION, f'is not a duration like {duration.EXAMPLES}', noun='a duration string'),
@@ -746,13 +758,33 @@ def _check_names(overlays, report):
 
 def _check_overlays(swarm, hosts, pins, report):
     """Return {name: Geometry} for the overlays whose network rules hold."""
-    geometries, vnis, encrypted_ports = {}, {}, {}
+    geometries, vnis, encrypted_ports, docker_networks = {}, {}, {}, {}
     overlays = _dict(swarm.get('overlays'))
     _check_names(overlays, report)
     for name, overlay in sorted(overlays.items()):
         if not isinstance(overlay, dict):
             continue
         where = yaml_path(['overlays', name])
+        docker = overlay.get('driver', 'fabric') == 'docker'
+        for key in (FABRIC_ONLY if docker else DOCKER_ONLY):
+            if key in overlay:
+                other = 'fabric (the default)' if docker else 'docker'
+                report.add(f'{where}.{key}: is only for driver {other}; this overlay\'s driver is '
+                           f'{"docker" if docker else "fabric"}')
+        if not docker:
+            for key in ('vni', 'subnet'):
+                if key not in overlay:
+                    report.add(f'{where}.{key}: is required (driver fabric, the default)')
+        elif 'subnet' in overlay:
+            network, problem = _network(overlay['subnet'])
+            if problem:
+                report.add(f'{where}.subnet: {report.show(["overlays", name, "subnet"], overlay["subnet"])} '
+                           f'{problem}')
+            if network is not None:
+                docker_networks[name] = network
+            continue
+        if docker:
+            continue
         vni = overlay.get('vni')
         if _is_int(vni):
             if vni in vnis:
@@ -815,10 +847,23 @@ def _check_overlays(swarm, hosts, pins, report):
         usable_hosts = [h for h in hosts if h not in pins or h in in_range]
         for line in allocate_slots(name, usable_hosts, in_range, geometry)[2]:
             report.add(line)
+    taken = {name: geometry.network for name, geometry in geometries.items()}
+    for name, network in sorted(docker_networks.items()):
+        for other, other_network in sorted(taken.items()):
+            if network.overlaps(other_network):
+                report.add(f'{yaml_path(["overlays", name])}.subnet: {show(str(network))} overlaps overlay '
+                           f'{other} ({other_network})')
+        taken[name] = network
     return geometries
 
 
 def _check_backends(parts, backends, report):
+    if isinstance(backends, list):
+        if not backends:
+            report.add(f'{yaml_path([*parts, "backends"])}: [] must not be empty (at least one "ipv4:port")')
+        for i, backend in enumerate(backends):
+            if backend in backends[:i]:
+                report.add(f'{yaml_path([*parts, "backends", i])}: {show(backend)} is given twice')
     for i, backend in _strings(backends):
         where = yaml_path([*parts, 'backends', i])
         if not isinstance(backend, str):
@@ -835,15 +880,15 @@ def _check_backends(parts, backends, report):
                        'every node')
 
 
-def _check_vip(parts, service, geometries, overlay_names, report):
+def _check_vip(parts, vip, service, geometries, overlay_names, report):
     """Return the explicit VIP when it is usable, else None."""
-    vip = service['vip']
-    where = yaml_path([*parts, 'vip'])
-    if service.get('endpoint_mode', 'vip') != 'vip':
-        report.add(f'{where}: {show(vip)} is only allowed with endpoint_mode vip')
+    where = yaml_path([*parts, compose.EXTENSION, 'vip'])
+    if _dict(service.get('deploy')).get('endpoint_mode', 'vip') != 'vip':
+        report.add(f'{where}: {show(vip)} is only allowed with deploy.endpoint_mode vip')
         return None
     if not overlay_names:
-        report.add(f'{where}: {show(vip)} needs at least one overlay (the VIP lives in the first one)')
+        report.add(f'{where}: {show(vip)} needs the service on an overlay of the fabric (the VIP lives in the '
+                   'first one of its networks)')
         return None
     address = _address(vip) if isinstance(vip, str) else None
     if address is None:
@@ -864,66 +909,79 @@ def _check_vip(parts, service, geometries, overlay_names, report):
     return None
 
 
-def _check_update(parts, update, report):
-    delay = _dict(update).get('delay')
-    if duration.is_duration(delay):
-        if duration.duration_ns(delay) > MAX_DELAY_SECONDS * 10 ** 9:
-            report.add(f'{yaml_path([*parts, "update", "delay"])}: {show(delay)} is longer than 24h')
-
-
-# Docker's rule for a container's sysctls (moby's daemon, docker/cli's ValidateSysctl): only those of
-# a kernel namespace the task has its own of; others make every task fail to start.
-_SYSCTL_NAMES = ('kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall',
-                 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced')
-_SYSCTL_PREFIXES = ('net.', 'fs.mqueue.')
-SYSCTL_NAME = re.compile(r'[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)+', re.ASCII)
-SYSCTL_VALUE = re.compile(r'[\x20-\x7e]{1,1024}', re.ASCII)
-
-
-def _check_sysctls(parts, sysctls, report):
-    where = [*parts, 'sysctls']
-    example = 'net.ipv4.tcp_keepalive_time'
-    if isinstance(sysctls, dict):
-        items = [([*where, name], name, value, show(name)) for name, value in sysctls.items()]
-    elif isinstance(sysctls, list):
-        items, seen = [], {}
-        for i, entry in enumerate(sysctls):
-            if not isinstance(entry, str) or '=' not in entry:
-                report.add(f'{yaml_path([*where, i])}: {report.show([*where, i], entry)} is not a "name=value" '
-                           f'string, like "{example}=600"')
+def _check_objects(swarm, base_dir, report):
+    """Each secret and config has exactly one source, and its file exists."""
+    for kind in ('secrets', 'configs'):
+        for name, obj in sorted(_dict(swarm.get(kind)).items()):
+            if not isinstance(obj, dict):
                 continue
-            name, _, value = entry.partition('=')
-            if name in seen:
-                report.add(f'{yaml_path([*where, i])}: {_escape(name)} is already set in '
-                           f'{yaml_path([*where, seen[name]])}')
-            seen.setdefault(name, i)
-            items.append(([*where, i], name, value, show(entry)))
-    else:
-        report.add(f'{yaml_path(where)}: {report.show(where, sysctls)} is not a mapping of sysctl names to values '
-                   f'({example}: 600) or a list of "name=value" strings')
-        return
-    for item_parts, name, value, shown in items:
-        path = yaml_path(item_parts)
-        if not isinstance(name, str) or not SYSCTL_NAME.fullmatch(name):
-            report.add(f'{path}: {shown} is not a sysctl name, like {example} (words joined by ".")')
-        elif name not in _SYSCTL_NAMES and not name.startswith(_SYSCTL_PREFIXES):
-            report.add(f'{path}: {name} is not a sysctl a task has its own copy of (Docker allows net.*, fs.mqueue.* '
-                       f'and {", ".join(_SYSCTL_NAMES)}; the others are the host\'s)')
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            report.add(f'{path}: {report.show(item_parts, value)} is not a string or an integer'
-                       f'{"; quote it" if isinstance(value, bool) else ""}')
-        elif isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63:
-            report.add(f'{path}: {value} is out of range {-2 ** 63}..{2 ** 63 - 1}')
-        elif isinstance(value, str) and not SYSCTL_VALUE.fullmatch(value):
-            report.add(f'{path}: {show(value)} is not a sysctl value (1 to 1024 printable ASCII characters, '
-                       'no newline)')
+            where = yaml_path([kind, name])
+            sources = [key for key in ('file', 'content', 'external') if obj.get(key) not in (None, False)]
+            if len(sources) != 1:
+                given = ', '.join(sources) if sources else 'none of them'
+                report.add(f'{where}: needs exactly one of file, content or external: true (given: {given})')
+            elif 'name' in obj and not obj.get('external'):
+                report.add(f'{where}.name: is only allowed with external: true (the toolkit names the objects it '
+                           'creates <name>-<version>, so that a change rolls the services)')
+            path = obj.get('file')
+            if isinstance(path, str) and base_dir is not None:
+                full = os.path.join(base_dir, path)
+                if not os.path.isfile(full):
+                    report.add(f'{where}.file: {show(path)} is not a file (relative to the inventory directory '
+                               f'{base_dir})')
 
 
-def _check_services(swarm, geometries, report):
-    declared = sorted(_dict(swarm.get('overlays')))
+def _fabric_ports(where, name, service, overlay_names, ports, report):
+    """The ports the mesh publishes: fixed numbers, free, not the swarm's own."""
+    endpoints = set()
+    # i: the index of the port as written (compose.ports() sorts them, and a short port with a range is several).
+    written = [(i, port) for i, given in enumerate(service.get('ports') or ())
+               for port in compose.ports({'ports': [given]})]
+    for i, port in written:
+        endpoints.add((port['protocol'], str(port['target'])))
+        if 'published' not in port:
+            if overlay_names:
+                report.add(f'{where}.ports[{i}]: {port["target"]}/{port["protocol"]} has no published port; the '
+                           'mesh publishes a fixed one on every node: give published')
+            continue
+        key = (port['published'], port['protocol'])
+        label = f'{where}.ports[{i}].published: {key[0]}/{key[1]}'
+        if key in ports:
+            report.add(f'{label} is already taken by {ports[key]}')
+        elif key in _RESERVED:
+            report.add(f'{label} is reserved for {_RESERVED[key]}')
+        ports.setdefault(key, f'service {name}')
+    if len(endpoints) > FWMARK_ENDPOINT_MAX + 1:
+        report.add(f'{where}.ports: {len(endpoints)} distinct (protocol, target) pairs is more than the '
+                   f'{FWMARK_ENDPOINT_MAX + 1} the mesh can mark per service')
+
+
+def _check_policies(parts, service, overlay_names, report):
+    extension = _dict(service.get(compose.EXTENSION))
+    published = {f'{p["published"]}/{p["protocol"]}': p for p in compose.ports(service) if 'published' in p}
+    for port, _policy in _dict(extension.get('traffic_policy')).items():
+        key = str(port) if '/' in str(port) else f'{port}/tcp'
+        where = yaml_path([*parts, compose.EXTENSION, 'traffic_policy', str(port)])
+        if key not in published:
+            report.add(f'{where}: {key} is not a published port of this service '
+                       f'(published: {", ".join(sorted(published)) or "none"})')
+        elif published[key]['mode'] == 'host':
+            report.add(f'{where}: is only allowed with mode ingress (a mode host port serves only the tasks of the '
+                       'node it is published on and always keeps the client address)')
+        elif not overlay_names and not extension.get('backends'):
+            report.add(f'{where}: needs the service on an overlay of the fabric (elsewhere Docker\'s own ingress '
+                       'publishes the port, and it masquerades the client); add one to networks or use mode: host')
+
+
+def _check_services(swarm, geometries, report, stacks=()):
+    overlays = _dict(swarm.get('overlays'))
+    fabric = {name for name, o in overlays.items() if isinstance(o, dict) and o.get('driver', 'fabric') == 'fabric'}
+    known = {'networks': set(overlays), 'secrets': set(_dict(swarm.get('secrets'))),
+             'configs': set(_dict(swarm.get('configs')))}
     ports = {}
-    for overlay in _dict(swarm.get('overlays')).values():
-        if isinstance(overlay, dict) and _is_int(overlay.get('port', 4789)):
+    for overlay in overlays.values():
+        if isinstance(overlay, dict) and overlay.get('driver', 'fabric') == 'fabric' \
+                and _is_int(overlay.get('port', 4789)):
             ports[(overlay.get('port', 4789), 'udp')] = 'the VXLAN data path'
     health = _dict(swarm.get('mesh')).get('health_port', HEALTH_PORT)
     if _is_int(health) and 1 <= health <= 65535:
@@ -932,72 +990,76 @@ def _check_services(swarm, geometries, report):
         else:
             ports[(health, 'tcp')] = 'the mesh health endpoint (swarm.mesh.health_port)'
     wanted = {name: {} for name in geometries}
+    volumes = set(_dict(swarm.get('volumes')))
     for name, service in sorted(_dict(swarm.get('services')).items()):
-        if not isinstance(service, dict):
-            continue
         parts = ['services', name]
-        where = yaml_path(parts)
-        if 'image' in service and 'backends' in service:
-            report.add(f'{where}.backends: not allowed together with image (a service runs either containers '
-                       'or static backends)')
-        elif 'image' not in service and 'backends' not in service:
-            report.add(f'{where}: needs image (container tasks) or backends (static addresses)')
-        elif 'backends' in service:
-            _check_backends(parts, service['backends'], report)
-            for key in ('command', 'mode', 'replicas', 'update', 'sysctls'):
-                if key in service:
-                    report.add(f'{where}.{key}: not allowed with backends (static backends run no containers)')
-        _check_update(parts, service.get('update'), report)
-        if 'sysctls' in service:
-            _check_sysctls(parts, service['sysctls'], report)
-        if 'replicas' in service and service.get('mode') == 'global':
-            report.add(f'{where}.replicas: only allowed with mode replicated (mode is global)')
-        overlay_names = [n for _, n in _strings(service.get('overlays')) if isinstance(n, str)]
-        for i, overlay in _strings(service.get('overlays')):
-            if isinstance(overlay, str) and overlay not in declared:
-                report.add(f'{where}.overlays[{i}]: {show(overlay)} is not a declared overlay '
-                           f'(declared: {", ".join(_escape(d) for d in declared) or "none"})')
-        vip = _check_vip(parts, service, geometries, overlay_names, report) if 'vip' in service else None
-        if service.get('endpoint_mode', 'vip') == 'vip' and overlay_names and overlay_names[0] in wanted:
-            if vip is not None or 'vip' not in service:
+        lines = compose.Lines()
+        compose.check_service(name, service, ['swarm', *parts], lines, **known)
+        for line in lines.lines:
+            report.add(line)
+        if lines.lines or not isinstance(service, dict):
+            continue  # the cross-checks below read a valid service
+        _check_volume_names(parts, service, volumes, report)
+        extension = _dict(service.get(compose.EXTENSION))
+        if 'backends' in extension:
+            _check_backends([*parts, compose.EXTENSION], extension['backends'], report)
+        overlay_names = [n for n in compose.networks(service) if n in fabric]
+        vip = None
+        if 'vip' in extension:
+            vip = _check_vip(parts, extension['vip'], service, geometries, overlay_names, report)
+        endpoint_mode = _dict(service.get('deploy')).get('endpoint_mode', 'vip')
+        if endpoint_mode == 'vip' and overlay_names and overlay_names[0] in wanted:
+            if vip is not None or 'vip' not in extension:
                 wanted[overlay_names[0]][name] = vip
-        dnsrr = service.get('endpoint_mode') == 'dnsrr'
-        endpoints = set()
-        for i, port in _strings(service.get('publish')):
-            if not isinstance(port, dict):
-                continue
-            if 'traffic_policy' in port and port.get('mode', 'ingress') == 'host':
-                policy = port['traffic_policy']
-                shown = policy if policy in TRAFFIC_POLICIES else show(policy)
-                report.add(f'{where}.publish[{i}].traffic_policy: {shown} is only allowed with '
-                           'mode ingress (a mode host port serves only the tasks of the node it is published on and '
-                           'always keeps the client address); remove traffic_policy or use mode: ingress')
-            elif port.get('traffic_policy') == 'local' and not overlay_names and 'backends' not in service:
-                report.add(f'{where}.publish[{i}].traffic_policy: local needs the service on an overlay (without '
-                           "overlays Docker's own ingress publishes the port, and it masquerades the client); add "
-                           'overlays or use mode: host')
-            endpoints.add((port.get('protocol', 'tcp'), str(port.get('target', port.get('published')))))
-            if dnsrr and port.get('mode', 'ingress') == 'ingress':
-                shown = 'ingress' if 'mode' in port else 'ingress (the default)'
-                report.add(f'{where}.publish[{i}].mode: {shown} is not allowed with endpoint_mode dnsrr '
-                           '(Docker refuses ingress ports without a VIP); use mode: host or endpoint_mode: vip')
-            if not _is_int(port.get('published')) or not 1 <= port['published'] <= 65535:
-                continue
-            key = (port['published'], port.get('protocol', 'tcp'))
-            label = f'{where}.publish[{i}].published: {key[0]}/{key[1]}'
-            if key in ports:
-                report.add(f'{label} is already taken by {ports[key]}')
-            elif key in _RESERVED:
-                report.add(f'{label} is reserved for {_RESERVED[key]}')
-            ports.setdefault(key, f'service {name}')
-        if len(endpoints) > FWMARK_ENDPOINT_MAX + 1:
-            report.add(f'{where}.publish: {len(endpoints)} distinct (protocol, target) pairs is more than the '
-                       f'{FWMARK_ENDPOINT_MAX + 1} the mesh can mark per service')
+        _check_policies(parts, service, overlay_names, report)
+        _fabric_ports(yaml_path(parts), name, service, overlay_names, ports, report)
+    for stack in stacks:
+        for name, item in sorted(stack.services.items()):
+            service = item['service']
+            overlay_names = [stack.networks.get(n, n) for n in compose.networks(service)]
+            overlay_names = [n for n in overlay_names if n in fabric]
+            endpoint_mode = _dict(service.get('deploy')).get('endpoint_mode', 'vip')
+            if endpoint_mode == 'vip' and overlay_names and overlay_names[0] in wanted:
+                wanted[overlay_names[0]][name] = None
+            _fabric_ports(f'{stack.shown}: services.{item["short_name"]}', name, service, overlay_names, ports,
+                          report)
     for overlay, services in wanted.items():
         for line in allocate_vips(overlay, services, geometries[overlay])[2]:
             report.add(line)
-    for line in allocate_fwmarks(_dict(swarm.get('services')))[2]:
+    names = [*_dict(swarm.get('services')), *(name for stack in stacks for name in stack.services)]
+    for line in allocate_fwmarks(names)[2]:
         report.add(line)
+
+
+def _load_stacks(swarm, base_dir, report):
+    """The stacks of the description, read from their compose files (stack.load_stack); each
+    problem is a line naming the file. None of them is read without ``base_dir``."""
+    if base_dir is None:
+        return []
+    # Imported here: stack.py builds on this module (its loader and name rules).
+    from .stack import load_stack  # noqa: PLC0415
+    overlays = set(_dict(swarm.get('overlays')))
+    stacks = []
+    for name, given in sorted(_dict(swarm.get('stacks')).items()):
+        if not isinstance(given, dict) or not isinstance(given.get('compose'), str):
+            continue
+        variables = given.get('variables') if isinstance(given.get('variables'), dict) else {}
+        stack = load_stack(name, given['compose'], variables, base_dir=base_dir, overlays=overlays)
+        stack.shown = given['compose']
+        for line in stack.errors:
+            report.add(line)
+        if not stack.errors:
+            stacks.append(stack)
+    return stacks
+
+
+def _check_volume_names(parts, service, volumes, report):
+    """A named volume is declared under swarm.volumes, as Compose wants it declared at the top."""
+    for i, given in enumerate(service.get('volumes') or ()):
+        item = compose.volume(given)
+        if item['type'] == 'volume' and item.get('source') and item['source'] not in volumes:
+            report.add(f'{yaml_path([*parts, "volumes", i])}: the volume {show(item["source"])} is not declared '
+                       f'(declared in swarm.volumes: {", ".join(sorted(volumes)) or "none"})')
 
 
 def _check_duplicates(source, report):
@@ -1027,6 +1089,8 @@ def _check_misread_numbers(swarm, report):
         if not _is_int(actual) or actual != value:  # the value in use is not the one in this file
             continue
         if re.fullmatch(r'[-+]?0[0-7_]+', text):
+            if parts[-1] == 'mode':
+                continue  # a file mode (secrets, configs, tmpfs): Compose writes it in octal
             how = 'an octal number'
         elif ':' in text:
             how = 'a base-60 number'
@@ -1037,13 +1101,15 @@ def _check_misread_numbers(swarm, report):
             report.add(f'{path}: {value} (YAML 1.1 read {text} as {how}) is ambiguous; write it in plain decimal')
 
 
-def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
+def validate(swarm, inventory=None, hostvars=None, source=None, identity=None, base_dir=None):
     """Return every problem of the description as sorted lines; [] when it is valid.
 
     ``inventory`` is the list of inventory host names, or None to skip that check.
     ``hostvars`` maps host to its variables (only ``swarm_advertise_addr`` is read).
     ``source`` is the load_source() of the value under ``swarm`` (``Source.under('swarm')``):
     it adds duplicate keys and how each value was written. ``identity`` see _plain().
+    ``base_dir`` is the inventory directory, which relative paths (secret and config files,
+    compose files) are relative to; None skips the checks that read files.
     """
     if swarm is None:
         return ['swarm: is required (define it in inventory/<env>/group_vars/all/swarm.yml)']
@@ -1057,10 +1123,12 @@ def validate(swarm, inventory=None, hostvars=None, source=None, identity=None):
     hosts, pins = _check_hosts(swarm, inventory, report)
     geometries = _check_overlays(swarm, hosts, pins, report)
     _check_advertise(swarm, hosts, hostvars, geometries, report)
-    _check_services(swarm, geometries, report)
+    stacks = _load_stacks(swarm, base_dir, report)
+    _check_services(swarm, geometries, report, stacks)
+    _check_objects(swarm, base_dir, report)
     _check_misread_numbers(swarm, report)
     if _dict(swarm.get('mesh')).get('preserve_client_ip') is True:
         report.add('swarm.mesh.preserve_client_ip: true is retired: the client address is kept per published '
-                   'port; set traffic_policy: local on the swarm.services.<name>.publish entries that need it '
+                   'port; set x-swarmfabric.traffic_policy: {<published>: local} on the services that need it '
                    '(only nodes with a task of the service answer there; docs/mesh.md)')
     return report.lines()

@@ -131,6 +131,21 @@ def predicted_missing(encrypted=True, paths=None):
     return missing, unverified
 
 
+IPVS_DESCRIPTION = "IPVS (ip_vs), which Docker's ingress and its overlays' VIPs need"
+
+
+def ipvs_missing(run=None, paths=None):
+    """[] when the kernel has IPVS, else the one line that says it lacks it. ``run`` (a real
+    run) first asks modprobe for ip_vs; without it (check mode) only files are read."""
+    if run is not None:
+        run(["modprobe", "-q", "ip_vs"])
+        if os.path.exists(f"{({**PATHS, **(paths or {})})['proc']}/net/ip_vs"):
+            return []
+    elif module_usable("ip_vs", paths=paths):
+        return []
+    return [IPVS_DESCRIPTION]
+
+
 def unshare_argv(argv):
     return ["unshare", "--net", "--", *argv]
 

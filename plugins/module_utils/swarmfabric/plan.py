@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 
 # Marks, timeouts and the health port of the mesh: constants.py (one place).
-from . import alloc
+from . import alloc, compose
 from .constants import CONNTRACK_TIMEOUTS, FWMARK_BASE, FWMARK_BITS, HEALTH_PORT, IPVS_TIMEOUTS
 
 
@@ -169,12 +169,16 @@ def allocate_vips(overlay, wanted, geometry, entries=None, now=0, hold=0):
     {service: (offset, released)}. Return (vips, record entries, errors).
     """
     errors, pins = [], {}
+
+    def vip_key(name):
+        return f'swarm.services.{name}.{compose.EXTENSION}.vip'
+
     for name, explicit in sorted(wanted.items()):
         if explicit is None:
             continue
         offset = geometry.vip_offset(explicit)
         if offset is None:
-            errors.append(f'swarm.services.{name}.vip: {explicit} is not in the VIP range {geometry.vip_range} '
+            errors.append(f'{vip_key(name)}: {explicit} is not in the VIP range {geometry.vip_range} '
                           f'of overlay {overlay}')
             continue
         pins[name] = offset
@@ -191,14 +195,14 @@ def allocate_vips(overlay, wanted, geometry, entries=None, now=0, hold=0):
                           f'{c.size} VIPs; {c.needed} VIP services on overlay {overlay} need {c.needed}: '
                           f'use a shorter vip_prefix (/{shorter} holds {2 ** (32 - shorter) - 2})')
         elif c.kind == 'pins':
-            errors.append(f'swarm.services.{c.name}.vip: {geometry.vip_address(c.value)} on overlay {overlay} is '
-                          f'also the vip of service {c.other}; set swarm.services.{c.name}.vip to a free address '
+            errors.append(f'{vip_key(c.name)}: {geometry.vip_address(c.value)} on overlay {overlay} is '
+                          f'also the vip of service {c.other}; set {vip_key(c.name)} to a free address '
                           f'in {geometry.vip_range}')
         else:
-            errors.append(f'swarm.services.{c.name}.vip: {geometry.vip_address(c.value)} on overlay {overlay} is '
+            errors.append(f'{vip_key(c.name)}: {geometry.vip_address(c.value)} on overlay {overlay} is '
                           f'the VIP of service {c.other} (its allocation, kept in the swarm, never moves); set '
-                          f'swarm.services.{c.name}.vip to a free address in {geometry.vip_range}, or set '
-                          f'swarm.services.{c.other}.vip to another one as well')
+                          f'{vip_key(c.name)} to a free address in {geometry.vip_range}, or set '
+                          f'{vip_key(c.other)} to another one as well')
     vips = {name: str(geometry.vip_address(offset)) for name, offset in values.items()}
     shown = alloc.record_of(record, lambda offset: str(geometry.vip_address(offset)))
     return vips, shown, errors
@@ -220,8 +224,9 @@ def allocate_fwmarks(names, entries=None, now=0, hold=0):
             alloc.record_of(record, lambda low: FWMARK_BASE | low), [])
 
 
-def normalize(swarm):
-    """Return a plain copy of a valid description with every default filled in."""
+def normalize(swarm, stacks=None):
+    """Return a plain copy of a valid description with every default filled in; ``stacks`` are
+    the stacks read from their compose files (stack.plan_input), whose services join the others."""
     swarm = plain(swarm)
     managers = list(swarm['managers'])
     workers = list(swarm.get('workers') or [])
@@ -235,8 +240,18 @@ def normalize(swarm):
             'availability': node.get('availability', 'active'),
             'slot': node.get('slot'),
         }
-    overlays = {}
+    overlays, networks = {}, {}
     for name, overlay in (swarm.get('overlays') or {}).items():
+        driver = overlay.get('driver', 'fabric')
+        if driver == 'docker':
+            # Docker's own overlay: VXLAN, VIPs, DNS and ingress by Docker (docs/description.md).
+            networks[name] = {
+                'driver': 'overlay',
+                'subnet': overlay.get('subnet'),
+                'encrypted': overlay.get('encrypted', True),
+                'attachable': overlay.get('attachable', False),
+            }
+            continue
         overlays[name] = {
             'vni': overlay['vni'],
             'port': overlay.get('port', 4789),
@@ -246,7 +261,17 @@ def normalize(swarm):
             'node_prefix': overlay.get('node_prefix', 24),
             'vip_prefix': overlay.get('vip_prefix'),
         }
-    services = {name: _normalize_service(service) for name, service in (swarm.get('services') or {}).items()}
+    volumes = {name: (volume or {}).get('name') or name for name, volume in (swarm.get('volumes') or {}).items()}
+    volumes = {name: docker for name, docker in volumes.items() if docker != name}
+    services = {name: normalize_service(service, overlays, volumes=volumes)
+                for name, service in (swarm.get('services') or {}).items()}
+    objects = [object_entry(kind, name, obj) for kind in ('secret', 'config')
+               for name, obj in sorted((swarm.get(kind + 's') or {}).items())]
+    for stack in stacks or ():
+        for name, item in stack['services'].items():
+            services[name] = normalize_service(item['service'], overlays, stack['name'], item['short_name'],
+                                               item['volumes'])
+        objects += stack['objects']
     mesh = swarm.get('mesh') or {}
     allocation = swarm.get('allocation') or {}
     return {
@@ -258,7 +283,11 @@ def normalize(swarm):
         'autolock': swarm.get('autolock', False),
         'nodes': nodes,
         'overlays': overlays,
+        'networks': networks,
         'services': services,
+        'objects': objects,
+        'volumes': {name: dict(volume or {}) for name, volume in (swarm.get('volumes') or {}).items()},
+        'stacks': {name: dict(stack) for name, stack in (swarm.get('stacks') or {}).items()},
         'allocation': {'hold': allocation.get('hold', HOLD_DEFAULT)},
         'mesh': {
             'backend': mesh.get('backend', 'auto'),
@@ -270,41 +299,66 @@ def normalize(swarm):
     }
 
 
-def sysctl_map(sysctls):
-    """Compose's sysctls, a map or ["name=value"], as Docker's map of strings."""
-    if isinstance(sysctls, list):
-        sysctls = dict(entry.partition('=')[::2] for entry in sysctls)
-    return {str(name): str(value) for name, value in sorted((sysctls or {}).items())}
+def object_entry(kind, key, obj, stack=None, labels=None):
+    """One secret or config to converge (swarm_object): where its content comes from, never the
+    content of a secret. ``name`` is the object's name before its version (``<stack>_<key>`` in a
+    stack, as docker stack deploy names it); an external one is used under its own name."""
+    obj = obj or {}
+    external = bool(obj.get('external'))
+    name = obj.get('name') or (f'{stack}_{key}' if stack else key)
+    return {'kind': kind, 'key': key, 'stack': stack, 'name': name, 'external': external,
+            'file': obj.get('file'), 'content': obj.get('content') if kind == 'config' and stack else None,
+            'labels': dict(labels or {})}
 
 
-def _normalize_service(service):
-    static = bool(service.get('backends'))
-    mode = None if static else service.get('mode', 'replicated')
-    update = service.get('update') or {}
+def normalize_service(service, overlays, stack=None, short_name=None, volumes=None):
+    """The plan's view of one Compose-shaped service (format v2): what the mesh, the fabric's DNS and
+    the services role read, next to the service itself (``compose``, without the extension key).
+
+    ``overlays`` are the fabric's overlays: a service on one of them has its ports published by the
+    mesh (and a VIP in the first one); its other networks are Docker's."""
+    extension = service.get(compose.EXTENSION) or {}
+    deploy = service.get('deploy') or {}
+    backends = list(extension.get('backends') or [])
+    mode = None if backends else deploy.get('mode', 'replicated')
+    attached = list(compose.networks(service))
+    policies = {(str(port) if '/' in str(port) else f'{port}/tcp'): policy
+                for port, policy in (extension.get('traffic_policy') or {}).items()}
+    publish = []
+    for port in compose.ports(service):
+        if 'published' not in port:
+            continue  # Docker picks the published port (only off the fabric; the validator says so)
+        policy = policies.get(f'{port["published"]}/{port["protocol"]}', 'cluster')
+        publish.append({**port, 'traffic_policy': policy if port['mode'] == 'ingress' else 'local'})
     return {
+        'compose': {key: value for key, value in service.items() if key != compose.EXTENSION},
+        'stack': stack,
+        'short_name': short_name,
+        'volumes': dict(volumes or {}),
         'image': service.get('image'),
-        'command': list(service.get('command') or []),
-        'sysctls': {} if static else sysctl_map(service.get('sysctls')),
         'mode': mode,
-        'replicas': service.get('replicas', 1) if mode == 'replicated' else None,
-        'overlays': list(service.get('overlays') or []),
-        'endpoint_mode': service.get('endpoint_mode', 'vip'),
-        'vip': service.get('vip'),
-        'publish': [
-            {
-                'published': port['published'],
-                'target': port.get('target', port['published']),
-                'protocol': port.get('protocol', 'tcp'),
-                'mode': port.get('mode', 'ingress'),
-                # Meaningless for mode host (always local); the validator refuses it there.
-                'traffic_policy': port.get('traffic_policy', 'cluster') if port.get('mode', 'ingress') == 'ingress'
-                else 'local',
-            }
-            for port in service.get('publish') or []
-        ],
-        'backends': list(service.get('backends') or []),
-        'update': {'parallelism': update.get('parallelism', 1), 'delay': update.get('delay', '5s')},
+        'replicas': deploy.get('replicas', 1) if mode in ('replicated', 'replicated-job') else None,
+        'overlays': [name for name in attached if name in overlays],
+        'networks': attached,
+        'endpoint_mode': deploy.get('endpoint_mode', 'vip'),
+        'vip': extension.get('vip'),
+        'publish': publish,
+        'backends': backends,
     }
+
+
+def docker_ingress(services, networks):
+    """The services that need Docker's IPVS: an ingress port Docker publishes (off the fabric), or
+    a VIP on one of Docker's own overlays."""
+    out = []
+    for name, service in sorted(services.items()):
+        if not service['image'] or service['overlays']:
+            continue
+        ingress = any(port['mode'] == 'ingress' for port in compose.ports(service['compose']))
+        vip = service['endpoint_mode'] == 'vip' and any(n in networks for n in service['networks'])
+        if ingress or vip:
+            out.append(name)
+    return out
 
 
 def underlay_address(host_vars, advertise_interface):
@@ -364,7 +418,7 @@ def read_record(record, name):
     return record
 
 
-def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None):
+def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None, stacks=None):
     """Compute the whole plan (docs/architecture.md); raise PlanError on what cannot be allocated.
 
     ``swarm_nodes`` is the swarm's node list as a live manager reports it; it
@@ -374,7 +428,7 @@ def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None):
     moves. ``now`` (epoch seconds) dates the holds; the plan's ``allocations``
     is the record to write back.
     """
-    desc = normalize(swarm)
+    desc = normalize(swarm, stacks)
     now = int(time.time() if now is None else now)
     hold = alloc.seconds(desc['allocation']['hold'])
     record = read_record(record, desc['name'])
@@ -456,6 +510,9 @@ def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None):
     for service in services.values():
         peers = set().union(*(by_overlay.get(o, set()) for o in service['overlays']))
         service['hosts'] = [f'{other}:{services[other]["vip"]}' for other in sorted(peers)]
+        # In a stack, a service also finds the others by their names in the file, as with docker stack deploy.
+        service['hosts'] += [f'{services[other]["short_name"]}:{services[other]["vip"]}' for other in sorted(peers)
+                             if service['stack'] and services[other]['stack'] == service['stack']]
 
     first_overlay = next(iter(overlays.values()), None)
     nodes = {}
@@ -480,6 +537,11 @@ def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None):
         'nodes': nodes,
         'overlays': overlays,
         'services': services,
+        'networks': desc['networks'],
+        'docker_ingress': docker_ingress(services, desc['networks']),
+        'objects': desc['objects'],
+        'volumes': desc['volumes'],
+        'stacks': desc['stacks'],
         'mesh': desc['mesh'],
         'allocations': allocations,
     }

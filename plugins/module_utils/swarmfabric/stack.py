@@ -22,8 +22,9 @@ import difflib
 import os
 import re
 
-from .compose import _short_volume, check_service, show, where
+from .compose import STACK_NAMESPACE, _short_volume, check_service, show, where
 from .description import MAX_DEPTH, SERVICE_NAME, DescriptionSyntaxError, load_source, yaml_path
+from .plan import object_entry
 
 # Docker's limit on a service name (swarmkit's controlapi), here "<stack>_<service>".
 MAX_SERVICE_NAME = 63
@@ -573,4 +574,24 @@ def _load(stack, data, variables, report, overlays, compose_dir):
         stack.services = _services(report, services, stack, declared, volumes)
 
 
-__all__ = ['InterpolationError', 'Stack', 'expand', 'interpolate', 'load_stack']
+def plan_input(stack):
+    """What the plan takes of a valid stack: its services by Docker name, with the file's network
+    keys turned into the description's overlay names, and its secrets and configs as object
+    entries (plan.object_entry) labelled as docker stack deploy labels them."""
+    # Only the names docker stack deploy would not give (external or named volumes).
+    volumes = {key: volume['name'] for key, volume in stack.volumes.items() if volume['name'] != f'{stack.name}_{key}'}
+    services = {}
+    for full, item in stack.services.items():
+        service = dict(item['service'])
+        networks = service.get('networks')
+        if isinstance(networks, list):
+            service['networks'] = [stack.networks.get(n, n) for n in networks]
+        elif isinstance(networks, dict):
+            service['networks'] = {stack.networks.get(n, n): options for n, options in networks.items()}
+        services[full] = {'short_name': item['short_name'], 'service': service, 'volumes': volumes}
+    objects = [object_entry(kind[:-1], key, given, stack=stack.name, labels={STACK_NAMESPACE: stack.name})
+               for kind in ('secrets', 'configs') for key, given in sorted(getattr(stack, kind).items())]
+    return {'name': stack.name, 'services': services, 'objects': objects}
+
+
+__all__ = ['InterpolationError', 'Stack', 'expand', 'interpolate', 'load_stack', 'plan_input']
