@@ -320,7 +320,10 @@ class Services:
                                  f"{self.api.api_version}")
         return spec["Name"], spec, fields
 
-    def wait(self, service_id, spec):
+    def wait(self, service_id, spec, previous=None):
+        """Wait for the tasks of ``spec``. ``previous`` is the service's UpdateStatus before an update
+        that restarts its tasks: Docker sets the new one only when its updater starts, so until then
+        the old status (and the old tasks) must not count as the end of this update."""
         params = self.module.params
         mode, replicas = mode_of(spec)
         if self.change.check_mode or not params["wait"] or mode.endswith("-job"):
@@ -328,7 +331,10 @@ class Services:
         deadline = time.monotonic() + params["wait_timeout"]
         while True:
             service = self.api.get(f"/services/{service_id}")
-            state = (service.get("UpdateStatus") or {}).get("State", "completed")
+            status = service.get("UpdateStatus") or {}
+            state = status.get("State", "completed")
+            if previous is not None and status.get("StartedAt") == previous.get("StartedAt"):
+                state = "not started"
             tasks = self.api.get("/tasks", query={"filters": {"service": [service_id]}}) or []
             live = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
             running = [t for t in live if t.get("DesiredState", "running") == "running"]
@@ -405,7 +411,8 @@ class Services:
         task["ContainerSpec"] = container
         body["TaskTemplate"] = task
         self.api.post(f"/services/{service['ID']}/update", body=body, query={"version": service["Version"]["Index"]})
-        self.wait(service["ID"], spec)
+        rolls = managed({"TaskTemplate": live.get("TaskTemplate")}) != managed({"TaskTemplate": spec["TaskTemplate"]})
+        self.wait(service["ID"], spec, previous=(service.get("UpdateStatus") or {}) if rolls else None)
 
     def remove(self, service):
         self.change.act(f"removed {service['Spec']['Name']}", self.api.delete, f"/services/{service['ID']}")

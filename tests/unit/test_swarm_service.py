@@ -145,8 +145,8 @@ def test_scaling_is_one_update_that_keeps_dockers_own_fields(run_module):
 def test_a_new_secret_version_rolls_the_service_and_shows_the_names_only(run_module):
     live = live_of(run_module)
     newer = {"ID": "sec2", "Spec": {"Name": "db_password-ba9876543210"}}
-    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [newer], "/services/sid": {},
-                     "/tasks": RUNNING})
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [newer], "/tasks": RUNNING,
+                     "/services/sid": {"UpdateStatus": {"State": "completed", "StartedAt": "2026-12-03T07:00:00Z"}}})
     done = run_module(service, params(secrets={"db_password": "db_password-ba9876543210"}), docker=docker)
     assert not done.failed, done.msg
     assert done.result["changes"] == {"secrets.db_password.name": {"before": "db_password-0123456789ab",
@@ -256,3 +256,19 @@ def test_a_network_without_generations_is_looked_up_by_name(run_module):
                      "/secrets": [SECRET]})
     done = run_module(service, params(), docker=docker)
     assert done.failed and done.msg == "Cannot converge service web: network 'appnet' does not exist"
+
+
+def test_an_update_that_restarts_tasks_waits_for_its_own_update_status(run_module):
+    live = live_of(run_module)
+    live["UpdateStatus"] = {"State": "completed", "StartedAt": "2026-12-01T10:00:00Z"}
+    started = {"State": "updating", "StartedAt": "2026-12-03T07:00:00Z"}
+    done_ = {"State": "completed", "StartedAt": "2026-12-03T07:00:00Z"}
+    docker = Docker({"/networks": [GEN0], "/services": [live], "/secrets": [SECRET], "/tasks": RUNNING,
+                     "/services/sid": Seq({"UpdateStatus": live["UpdateStatus"]}, {"UpdateStatus": started},
+                                          {"UpdateStatus": done_})})
+    wanted = copy.deepcopy(WEB)
+    wanted["image"] = "swarmfabric/task:2"
+    done = run_module(service, params(service=wanted), docker=docker)
+    assert not done.failed, done.msg
+    # The old "completed" (before Docker's updater started) did not end the wait; the new one did.
+    assert [c[1] for c in docker.calls].count("/services/sid") == 3
