@@ -54,7 +54,8 @@ from ansible.plugins.callback import CallbackBase
 # The toolkit's modules whose changes the summary names.
 TOOLKIT = {
     'swarm_cluster', 'swarm_service', 'swarm_node', 'swarm_network', 'swarm_backends', 'swarm_backends_record',
-    'vxlan_overlay', 'xfrm_tunnel', 'mesh_ruleset', 'nft_table', 'fabric_capabilities',
+    'vxlan_overlay', 'xfrm_tunnel', 'mesh_ruleset', 'nft_table', 'fabric_capabilities', 'swarm_object',
+    'docker_overlay',
 }
 # Bookkeeping of the run itself, not a change to the swarm.
 IGNORED = {'swarm_lock'}

@@ -232,3 +232,10 @@ def test_a_json_stdout_stays_json(callback, monkeypatch, tmp_path):
     assert json.loads((tmp_path / 'plan.json').read_text())['lines'] == ['n1: add fdb peer 10.0.0.2']
     names = ('json', 'ansible.posix.jsonl', 'default', 'ansible.builtin.minimal', None)
     assert [ps.machine_stdout(n) for n in names] == [True, True, False, False, False]
+
+
+def test_a_new_secret_version_is_named_by_its_docker_name_only():
+    result = {'changed': True, 'actions': ['created secret kv_password-3f0c1d2e4a5b'],
+              'invocation': {'module_args': {'data': 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}}}
+    assert lines('swarm_object', result, host='sf-cp-node1') == [
+        'sf-cp-node1: created secret kv_password-3f0c1d2e4a5b']
