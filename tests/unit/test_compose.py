@@ -826,3 +826,15 @@ def test_any_value_of_any_field_gets_lines_not_an_exception(key, value):
     if not lines:  # whatever check_service accepts converts and views without an error
         service_spec('web', {'image': IMAGE, key: value})
         service_fields({'image': IMAGE, key: value})
+
+
+def test_a_file_mode_may_be_an_octal_string():
+    service = {'image': 'x', 'secrets': [{'source': 'pw', 'mode': '0440'}],
+               'volumes': [{'type': 'tmpfs', 'target': '/t', 'tmpfs': {'mode': '01777'}}]}
+    spec = service_spec('web', service, secrets={'pw': {'name': 'pw-1', 'id': 'i'}})
+    container = spec['TaskTemplate']['ContainerSpec']
+    assert container['Secrets'][0]['File']['Mode'] == 0o440
+    assert container['Mounts'][0]['TmpfsOptions'] == {'Mode': 0o1777}
+    lines = Lines()
+    check_service('web', {'image': 'x', 'secrets': [{'source': 'pw', 'mode': '0999'}]}, ['services', 'web'], lines)
+    assert lines.lines == ['services.web.secrets[0].mode: "0999" is not a file mode (octal digits, like "0440")']

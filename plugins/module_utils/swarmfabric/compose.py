@@ -304,7 +304,26 @@ def _check_files(check, parts, value, kind):
             if key in entry:
                 check.text([*here, key], entry[key])
         if 'mode' in entry:
-            check.integer([*here, 'mode'], entry['mode'], 0, 0o777)
+            _file_mode(check, [*here, 'mode'], entry['mode'], 0o777)
+
+
+OCTAL = re.compile(r'0[0-7]{1,4}', re.ASCII)
+
+
+def _file_mode(check, parts, value, high):
+    """A file mode: an integer (YAML 1.1 reads 0440 in octal), or an octal string such as "0440",
+    which is what a YAML 1.2 tool or a linter that forbids implicit octals wants written."""
+    if isinstance(value, str):
+        if not OCTAL.fullmatch(value):
+            check.add(parts, 'is not a file mode (octal digits, like "0440")', value)
+            return
+        value = int(value, 8)
+    check.integer(parts, value, 0, high)
+
+
+def file_mode(value):
+    """A valid file mode as an integer."""
+    return int(value, 8) if isinstance(value, str) else value
 
 
 def _short_volume(text):
@@ -378,7 +397,7 @@ def _check_volumes(check, parts, value):
             if 'size' in options:
                 check.size([*here, key, 'size'], options['size'])
             if 'mode' in options:
-                check.integer([*here, key, 'mode'], options['mode'], 0, 0o7777)
+                _file_mode(check, [*here, key, 'mode'], options['mode'], 0o7777)
 
 
 def _port_range(text):
@@ -810,7 +829,7 @@ def _files(value, default_dir):
         item = {'source': given} if isinstance(given, str) else given
         out.append({'source': item['source'], 'target': item.get('target', item['source']),
                     'uid': item.get('uid', '0'), 'gid': item.get('gid', '0'),
-                    'mode': item.get('mode', DEFAULT_FILE_MODE), 'default_dir': default_dir})
+                    'mode': file_mode(item.get('mode', DEFAULT_FILE_MODE)), 'default_dir': default_dir})
     return out
 
 
@@ -930,7 +949,7 @@ def _mounts(value, stack, volumes):
         tmpfs = item.get('tmpfs', {})
         if tmpfs:
             mount['TmpfsOptions'] = {**({'SizeBytes': _size_bytes(tmpfs['size'])} if 'size' in tmpfs else {}),
-                                     **({'Mode': tmpfs['mode']} if 'mode' in tmpfs else {})}
+                                     **({'Mode': file_mode(tmpfs['mode'])} if 'mode' in tmpfs else {})}
         mounts.append(mount)
     return mounts
 
@@ -1191,7 +1210,7 @@ def service_fields(service):
         words += [item['bind']['propagation']] if 'propagation' in item.get('bind', {}) else []
         tmpfs = item.get('tmpfs', {})
         words += [f'size={format_size(_size_bytes(tmpfs["size"]))}'] if 'size' in tmpfs else []
-        words += [f'mode={tmpfs["mode"]:04o}'] if 'mode' in tmpfs else []
+        words += [f'mode={file_mode(tmpfs["mode"]):04o}'] if 'mode' in tmpfs else []
         fields[f'volumes[{i}]'] = ' '.join(words)
     for i, port in enumerate(_ports(service.get('ports'))):
         published = f'{port["published"]}:' if 'published' in port else ''
