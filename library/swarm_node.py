@@ -183,6 +183,7 @@ actions:
 
 import os
 import ssl
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
@@ -291,6 +292,10 @@ def foreign_swarm_error(params, state):
     return None
 
 
+# How long a join Docker carries on in the background may take to become active.
+JOIN_WAIT = 90
+
+
 class Membership:
     def __init__(self, change, api):
         self.change, self.module, self.api = change, change.module, api
@@ -308,6 +313,23 @@ class Membership:
         result = self.api.request(method, path, body=body, query=query)
         self.state = read_state(self.api)
         return result
+
+    def join(self, body):
+        """POST /swarm/join. Docker answers 503 "Timeout was reached before node joined" when the join
+        takes longer than its own wait (a loaded manager, a raft catching up) and goes on in the
+        background: then the node's state is read again until it is active, for up to JOIN_WAIT s."""
+        try:
+            self.request("POST", "/swarm/join", body, None)
+        except DockerAPIError as exc:
+            if exc.status != 503 or "continue in the background" not in str(exc):
+                raise
+            deadline = time.monotonic() + JOIN_WAIT
+            while time.monotonic() < deadline:
+                time.sleep(2)
+                self.state = read_state(self.api)
+                if self.state["node_state"] == "active":
+                    return
+            raise
 
     def unlock(self):
         if self.state["node_state"] != "locked":
@@ -342,7 +364,7 @@ class Membership:
             self.change.fail("join swarm", "no live manager to join through (remote_addrs and join_token are "
                              "empty); is the first manager up?")
         target = params["cluster_id"] or "via " + (",".join(params["remote_addrs"]) or "a manager")
-        self.act(f"joined swarm {target} as {params['role']}", "POST", "/swarm/join", body=join_body(params))
+        self.change.act(f"joined swarm {target} as {params['role']}", self.join, join_body(params))
         if not self.change.check_mode and role_of(self.state) != params["role"]:
             self.change.fail(f"join swarm as {params['role']}", f"the host joined as "
                              f"{role_of(self.state) or 'nothing'}; was the join token for the other role?")

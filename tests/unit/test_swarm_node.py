@@ -181,3 +181,18 @@ def test_no_manager_to_join_through_is_an_error(run_module):
     done = run_module(node, dict(PARAMS, remote_addrs=[], join_token=None), docker=docker)
     assert done.failed and docker.writes == []
     assert done.msg.startswith("Cannot join swarm: no live manager")
+
+
+def test_a_join_docker_carries_on_in_the_background_is_waited_for(run_module, monkeypatch):
+    monkeypatch.setattr(node.time, "sleep", lambda _s: None)
+    timeout = Status(503, "Timeout was reached before node joined. The attempt to join the swarm will continue "
+                          "in the background.")
+    docker = Docker({"/info": Seq(info("inactive"), info("pending", "ourcluster"), info("active", "ourcluster")),
+                     ("POST", "/swarm/join"): timeout})
+    done = run_module(node, PARAMS, docker=docker)
+    assert not done.failed, done.msg
+    assert paths(docker) == [("GET", "/info"), ("POST", "/swarm/join"), ("GET", "/info"), ("GET", "/info")]
+    # Any other failure of the join is not waited for.
+    docker = Docker({"/info": info("inactive"), ("POST", "/swarm/join"): Status(503, "rpc error: no leader")})
+    done = run_module(node, PARAMS, docker=docker)
+    assert done.failed and "no leader" in done.msg and paths(docker) == [("GET", "/info"), ("POST", "/swarm/join")]
