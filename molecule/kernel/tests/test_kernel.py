@@ -304,7 +304,11 @@ def expected_ipvs(description, host):
         for key in sorted({(protocol, target) for _published, target, protocol in ports}):
             mine = [p for p in ports if (p[2], p[1]) == key]
             want.append(sorted(backends))
-            if any(policies.get(published) == "local" for published, _target, _protocol in mine):
+            # Policy keys are quoted published ports, "8085" or "8085/tcp".
+            if any(
+                "local" in (policies.get(str(published)), policies.get(f"{published}/{protocol}"))
+                for published, _target, protocol in mine
+            ):
                 local = sorted(b for b in backends if ipaddress.ip_address(b.rsplit(":", 1)[0]) in slot)
                 if local:
                     want.append(local)
