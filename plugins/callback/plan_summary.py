@@ -55,7 +55,7 @@ from ansible.plugins.callback import CallbackBase
 TOOLKIT = {
     'swarm_cluster', 'swarm_service', 'swarm_node', 'swarm_network', 'swarm_backends', 'swarm_backends_record',
     'vxlan_overlay', 'xfrm_tunnel', 'mesh_ruleset', 'nft_table', 'fabric_capabilities', 'swarm_object',
-    'docker_overlay',
+    'docker_overlay', 'host_files',
 }
 # Bookkeeping of the run itself, not a change to the swarm.
 IGNORED = {'swarm_lock'}

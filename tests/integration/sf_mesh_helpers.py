@@ -153,7 +153,12 @@ def changed(tasks):
     return sorted(name.split(" : ", 1)[-1] for name, r in tasks.items() if r.get("changed"))
 
 
-HEALTH_STATE_TASK = "What this node serves, for the health responder"
+HEALTH_STATE_TASK = "Programs of the health responder and the DNS resolver, and what they serve on this node"
+
+
+def health_files_changed(tasks):
+    """The paths that task changed (or would change)."""
+    return next(r for name, r in tasks.items() if name.endswith(HEALTH_STATE_TASK))["changed_paths"]
 
 
 def mesh_result(tasks):

@@ -19,6 +19,7 @@ from sf_mesh_helpers import (
     Shim,
     changed,
     del_ns,
+    health_files_changed,
     mesh_result,
     new_ns,
     play,
@@ -102,6 +103,7 @@ def test_a_failure_at_any_step_leaves_the_previous_state_byte_identical(node, le
     stats, tasks = play(node, plan_of(SWARM_B), BACKENDS_B, check=True, env=shim.env())
     # The mesh and what the health responder reads (B has other services) would change.
     assert stats["failures"] == 0 and changed(tasks) == ["Apply the mesh ruleset", HEALTH_STATE_TASK], tasks
+    assert [p.rsplit("/", 1)[-1] for p in health_files_changed(tasks)] == ["mesh-health.json"], tasks
     predicted = mesh_result(tasks)
     assert [c for c in shim.calls() if is_write(*c)] == []
     assert snapshot(node) == before

@@ -16,6 +16,7 @@ from sf_mesh_helpers import (
     SWARM,
     changed,
     fabric_devices,
+    health_files_changed,
     health_vars,
     new_ns,
     ruleset,
@@ -120,6 +121,7 @@ def test_mesh_answers_and_converges(lab):
     before = ruleset(lab["node"])
     stats, tasks = converge(lab, {"web": ["10.20.50.5"]}, check=True)
     assert changed(tasks) == ["Apply the mesh ruleset", HEALTH_STATE_TASK] and ruleset(lab["node"]) == before
+    assert [p.rsplit("/", 1)[-1] for p in health_files_changed(tasks)] == ["mesh-health.json"], tasks
     stats, tasks = converge(lab, {"web": ["10.20.50.5"]})
     result = next(r for name, r in tasks.items() if name.endswith("Apply the mesh ruleset"))
     assert result["actions"] == ["replaced the 3 rules of chain svc-web-tcp-80"]

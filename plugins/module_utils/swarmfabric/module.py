@@ -85,6 +85,9 @@ class Change:
         self.actions = []
         self.before = {}
         self.after = {}
+        # Per-object diffs (before_header/after_header/before/after each); when
+        # set, they are the diff instead of before and after.
+        self.diffs = None
 
     def write(self, fn, *args, **kwargs):
         """Run one write, unless in check mode (then None)."""
@@ -106,7 +109,9 @@ class Change:
         out = dict(extra)
         out.setdefault("changed", self.changed)
         out["actions"] = self.actions
-        if self.diff and self.module._diff:
+        if self.diff and self.module._diff and self.diffs is not None:
+            out["diff"] = self.diffs
+        elif self.diff and self.module._diff:
             out["diff"] = {"before": self.before, "after": self.after}
             if self.headers:
                 out["diff"]["before_header"], out["diff"]["after_header"] = self.headers
