@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 
 import yaml
-from common import ROOT, VENV_BIN, Row, median, run, skipped
+from common import ROOT, VENV_BIN, BenchError, Row, median, run, skipped
 
 INVENTORY = ROOT / "inventory" / "lab"
 # Actions that run on the controller only: no module reaches the host.
@@ -79,19 +79,28 @@ def first_failure(report):
     return "no JSON report"
 
 
+ROWS = [("2a", "no-op site.yml vs ansible -m ping round"), ("2b", "module invocations per host, no-op site.yml"),
+        ("2c", "swarm layer, first converge, vs community.docker"), ("2d", "swarm layer, no-op, vs community.docker")]
+
+
+def all_skipped(why):
+    return [skipped(number, name, why) for number, name in ROWS]
+
+
 def measure(repeat):
     missing = lab_missing()
     if missing:
-        why = f"skipped: lab not running ({', '.join(missing)} down)"
-        return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
-                skipped("2b", "module invocations per host, no-op site.yml", why)]
+        return all_skipped(f"skipped: lab not running ({', '.join(missing)} down)")
+    return site_rows(repeat) + swarm_rows(repeat)
+
+
+def site_rows(repeat):
     playbook = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "site.yml"]
     ping = [VENV_BIN / "ansible", "-i", INVENTORY, ":".join(lab_hosts()), "-m", "ansible.builtin.ping"]
     proc, report = ansible_json(playbook)
     if proc.rc != 0:
         why = f"skipped: the converging run of site.yml failed (rc {proc.rc}): {first_failure(report)}"
-        return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
-                skipped("2b", "module invocations per host, no-op site.yml", why)]
+        return all_skipped(why)[:2]
     noop, pings, changed = [], [], []
     for _ in range(repeat):
         pong = run(ping, env=_env(), cwd=ROOT, check=False)
@@ -102,8 +111,7 @@ def measure(repeat):
         changed.append(sum(s.get("changed", 0) for s in stats.values()))
         if proc.rc != 0 or pong.rc != 0:
             why = f"skipped: a timed run failed (site.yml rc {proc.rc}, ping rc {pong.rc}): {first_failure(report)}"
-            return [skipped("2a", "no-op site.yml vs ansible -m ping round", why),
-                    skipped("2b", "module invocations per host, no-op site.yml", why)]
+            return all_skipped(why)[:2]
     results, modules = invocations(report)
     hosts = lab_hosts()
     note = "" if not any(changed) else f"NOT a no-op: {changed} tasks changed"
@@ -115,4 +123,58 @@ def measure(repeat):
             note="task results not skipped, excluding controller-only actions (set_fact, debug, ...)",
             detail={"modules": {h: modules[h] for h in hosts}, "results": dict(results),
                     "slowest_tasks": slowest_tasks(report)}),
+    ]
+
+
+def lab_containers():
+    inventory = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
+    return [h["ansible_host"] for h in inventory["all"]["children"]["lab"]["hosts"].values()]
+
+
+def leave_swarm():
+    """Every lab node out of any swarm: the start of a first converge."""
+    for container in lab_containers():
+        run(["docker", "exec", container, "docker", "swarm", "leave", "--force"], check=False)
+
+
+def python3_docker():
+    """community.docker's modules need the Docker SDK on the nodes; the lab's node image has none."""
+    for container in lab_containers():
+        probe = run(["docker", "exec", container, "python3", "-c", "import docker"], check=False)
+        if probe.rc != 0:
+            run(["docker", "exec", "-e", "DEBIAN_FRONTEND=noninteractive", container, "sh", "-c",
+                 "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-docker >/dev/null"])
+
+
+def swarm_rows(repeat):
+    """2c/2d: playbooks/swarm.yml against bench/swarm_community.yml, the same membership job done with
+    community.docker's docker_swarm, docker_swarm_info and docker_node: from no swarm, then again (no-op).
+    Each side starts from every node out of the swarm. site.yml converges the lab again at the end."""
+    ours = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "playbooks" / "swarm.yml"]
+    peer = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "bench" / "swarm_community.yml"]
+    try:
+        python3_docker()
+    except BenchError as exc:
+        return all_skipped(f"skipped: python3-docker could not be installed on the nodes: {exc}")[2:]
+    first = {"ours": [], "peer": []}
+    again = {"ours": [], "peer": []}
+    try:
+        for _ in range(repeat):
+            for side, argv in (("ours", ours), ("peer", peer)):
+                leave_swarm()
+                for times in (first, again):
+                    proc, report = ansible_json(argv)
+                    if proc.rc != 0:
+                        return all_skipped(f"skipped: {side} failed (rc {proc.rc}): {first_failure(report)}")[2:]
+                    times[side].append(proc.seconds)
+    finally:
+        leave_swarm()
+        run([VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "site.yml"], env=_env(), cwd=ROOT, check=False)
+    return [
+        Row("2c", "swarm layer (playbooks/swarm.yml), first converge, vs community.docker playbook (5-node lab)",
+            median(first["ours"]), median(first["peer"]), 1.0, note="peer: bench/swarm_community.yml",
+            detail=first),
+        Row("2d", "swarm layer (playbooks/swarm.yml), no-op, vs community.docker playbook (5-node lab)",
+            median(again["ours"]), median(again["peer"]), 1.0, note="peer: bench/swarm_community.yml",
+            detail=again),
     ]
