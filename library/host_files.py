@@ -217,8 +217,9 @@ def set_attributes(spec, uid, gid):
 
 def write_directory(spec, live, uid, gid):
     if live["state"] == "absent":
-        # Missing parents too, as ansible.builtin.file does (with the umask's mode).
-        os.makedirs(spec["path"], int(spec["mode"], 8))
+        # Missing parents too, as ansible.builtin.file does (with the umask's mode); another host
+        # that shares the directory may make it first.
+        os.makedirs(spec["path"], int(spec["mode"], 8), exist_ok=True)
     set_attributes(spec, uid, gid)
 
 

@@ -143,3 +143,14 @@ def test_a_directory_gets_its_missing_parents(run_module, tmp_path):
     done = run_module(host_files, {"files": [deep]})
     assert done.result["changed_paths"] == [str(tmp_path / "a/b/c")]
     assert oct((tmp_path / "a/b/c").stat().st_mode & 0o7777) == "0o700" and (tmp_path / "a/b").is_dir()
+
+
+def test_a_directory_another_host_made_after_the_read_is_no_failure(run_module, tmp_path, monkeypatch):
+    # Hosts that share a directory (the kernel lab's /etc/systemd) may both find it missing.
+    (tmp_path / "shared").mkdir(mode=0o700)
+    real = host_files.read
+    monkeypatch.setattr(host_files, "read", lambda path: {"state": "absent"} if path.endswith("shared") else real(path))
+    done = run_module(host_files, {"files": [dict(OWNER, path=str(tmp_path / "shared"), state="directory",
+                                                  mode="0755")]})
+    assert not done.failed, done.msg
+    assert oct((tmp_path / "shared").stat().st_mode & 0o7777) == "0o755"
