@@ -22,7 +22,7 @@ from common import ROOT, BenchError, machine_facts, skipped
 
 SECTIONS = {
     "1": ("mesh apply scale (nftables, own netns)", ["1a", "1b", "1c", "1d", "1e", "1f"]),
-    "2": ("converge cost on the 5-node lab", ["2a", "2b"]),
+    "2": ("converge cost on the 5-node lab", ["2a", "2b", "2c", "2d"]),
     "3": ("scaling with cluster size", ["3a", "3b"]),
     "4": ("fabric overhead", []),
 }

@@ -151,7 +151,9 @@ def swarm_rows(repeat):
     community.docker's docker_swarm, docker_swarm_info and docker_node: from no swarm, then again (no-op).
     Each side starts from every node out of the swarm. site.yml converges the lab again at the end."""
     ours = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "playbooks" / "swarm.yml"]
-    peer = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "bench" / "swarm_community.yml"]
+    hosts = lab_hosts()
+    peer = [VENV_BIN / "ansible-playbook", "-i", INVENTORY, ROOT / "bench" / "swarm_community.yml",
+            "-e", f"bench_first={hosts[0]}", "-e", f"bench_others={','.join(hosts[1:])}"]
     try:
         python3_docker()
     except BenchError as exc:
