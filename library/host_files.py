@@ -106,7 +106,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["wrote /run/swarmfabric/mesh-health.json (content)", "created directory /etc/swarmfabric"]
+  sample: ["wrote /run/swarmfabric/mesh-health.json (content)", "directory /etc/swarmfabric (created)"]
 changed_paths:
   description: The paths that differed, in the order of O(files).
   returned: always
