@@ -104,15 +104,13 @@ actions:
 """
 
 import base64
-import binascii
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric.allocrecord import SERIAL_LABEL, SWARM_LABEL, RecordReader
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
 from ansible.module_utils.swarmfabric.module import Change
 
-SWARM_LABEL = "io.swarmfabric.allocations"
-SERIAL_LABEL = "io.swarmfabric.serial"
 # swarmkit's limit on a config's data (MaxConfigSize).
 MAX_DATA = 1000 * 1024
 
@@ -126,58 +124,22 @@ def encode(record):
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def serial_of(config):
-    text = ((config.get("Spec") or {}).get("Labels") or {}).get(SERIAL_LABEL, "")
-    return int(text) if str(text).isdigit() else 0
-
-
 class Allocations:
     def __init__(self, change, api, swarm):
         self.change, self.api, self.swarm = change, api, swarm
 
-    def node_state(self):
-        try:
-            swarm = (self.api.get("/info") or {}).get("Swarm") or {}
-        except DockerAPIError as exc:
-            if exc.status is not None:
-                raise
-            # No engine answers (before the engine layer installed or started it): no record here.
-            return "no-engine", False
-        state = swarm.get("LocalNodeState") or "inactive"
-        return state, state == "active" and bool(swarm.get("ControlAvailable"))
-
-    def versions(self):
-        """Our swarm's versions, oldest first."""
-        found = self.api.get("/configs", query={"filters": {"label": [f"{SWARM_LABEL}={self.swarm}"]}}) or []
-        return sorted(found, key=lambda c: (serial_of(c), (c.get("Spec") or {}).get("Name", "")))
-
-    def read(self, config):
-        full = self.api.get(f"/configs/{config['ID']}")
-        try:
-            value = json.loads(base64.b64decode((full.get("Spec") or {}).get("Data") or "", validate=True))
-        except (ValueError, binascii.Error):
-            value = None
-        if not isinstance(value, dict):
-            raise DockerAPIError(f"config {(full.get('Spec') or {}).get('Name')} does not hold a JSON record")
-        return value
-
     def run(self, state, record, base):
-        node_state, readable = self.node_state()
-        out = {"readable": readable, "node_state": node_state, "record": {}, "serial": 0, "name": ""}
-        if not readable:
+        out, versions = RecordReader(self.api, self.swarm).query()
+        if not out["readable"]:
             if state == "present":
-                raise NotReadable(node_state)
+                raise NotReadable(out["node_state"])
             return out
-        versions = self.versions()
-        newest = versions[-1] if versions else None
-        current = self.read(newest) if newest else {}
-        serial = serial_of(newest) if newest else 0
-        out.update(record=current, serial=serial, name=(newest or {}).get("Spec", {}).get("Name", ""))
         if state == "query":
             return out
+        current, serial = out["record"], out["serial"]
         self.change.before, self.change.after = current, record
         old = versions[:-1]
-        if newest is None or current != record:
+        if not versions or current != record:
             if base is not None and base != serial:
                 raise Stale(base, serial)
             data = encode(record)

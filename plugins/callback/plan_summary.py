@@ -25,8 +25,11 @@ description:
     With a json stdout callback (C(ansible.posix.json)) nothing is printed, so that the output stays JSON;
     the file is still written.
   - >-
-    A run that used none of the toolkit's converging modules (validate.yml, status.yml) prints and writes
-    nothing.
+    A run that skipped its layers because nothing differs from the last complete converge
+    (playbooks/converged.yml) says so, and a run that did not says why (the JSON's C(converged)).
+  - >-
+    A run that used none of the toolkit's converging modules and made no converged check (validate.yml,
+    status.yml) prints and writes nothing.
   - >-
     Enable it with C(callbacks_enabled = swarmfabric.swarm.plan_summary) in ansible.cfg (the checkout's
     ansible.cfg enables it as C(plan_summary)).
@@ -255,6 +258,7 @@ class CallbackModule(CallbackBase):
         self.playbook = ''
         self.extra_path = None
         self.itemized = set()
+        self.converged = None
 
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(getattr(playbook, '_file_name', '') or '')
@@ -277,6 +281,11 @@ class CallbackModule(CallbackBase):
         module = self._module(task)
         if module in IGNORED:
             return
+        verdict = (res.get('ansible_facts') or {}).get('swarmfabric_converged')
+        if module == 'set_fact' and isinstance(verdict, dict):
+            self.converged = {'converged': bool(verdict.get('converged')),
+                              'reasons': list(verdict.get('reasons') or [])}
+            self.toolkit_ran = True
         # A loop's items come one by one (with the host each was delegated to), then
         # once more in the task's results, which carry no delegation: those are skipped.
         key = (getattr(task, '_uuid', None) or id(task), host)
@@ -325,6 +334,8 @@ class CallbackModule(CallbackBase):
         check_mode = bool(context.CLIARGS.get('check'))
         lines = summarize(self.entries)
         out = [header(check_mode, len(lines))] + [f'  {line}' for line in lines]
+        if self.converged and self.converged['converged']:
+            out.append('  converged: every host is as its last complete converge left it; the layers were skipped')
         if self.unreachable:
             out.append('  not reached: ' + ', '.join(sorted(self.unreachable)))
         if self.failed:
@@ -343,6 +354,7 @@ class CallbackModule(CallbackBase):
                         for e in self.entries],
             'unreachable': sorted(self.unreachable),
             'failed': self.failed,
+            'converged': self.converged,
         }
         path = os.path.expanduser(self.extra_path or self.get_option('path'))
         try:

@@ -10,6 +10,7 @@ import base64
 import os
 import sys
 
+from ansible import context
 from ansible.errors import AnsibleFilterError
 
 try:  # where each value was read from (ansible-core 2.19's data tags; internal, so optional)
@@ -23,8 +24,10 @@ _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 
+from swarmfabric import converged as sf_converged
 from swarmfabric import inventory as sf_inventory
 from swarmfabric import keys as fabric_keys
+from swarmfabric import objects as sf_objects
 from swarmfabric.description import DescriptionSyntaxError, load_file, message, validate
 from swarmfabric.plan import PlanError, build_plan, host_view, plain
 from swarmfabric.ruleset import backend_subnets, merge_backends, mesh_view
@@ -284,6 +287,17 @@ def swarm_cluster_nodes(plan, reached, hostvars, maintenance=None):
                                    plain(maintenance))
 
 
+def swarm_allocations_record(swarm, hostvars, reached):
+    """The allocation record the plan is made from: the first reached manager's read (plan.yml's
+    host_state, __swarmfabric_read)."""
+    reached = plain(reached)
+    reads = {host: plain(_hostvar(hostvars, host, '__swarmfabric_read')) for host in reached}
+    try:
+        return sf_inventory.first_record(plain(swarm).get('managers') or [], reached, reads)
+    except sf_inventory.RecordUnreadable as exc:
+        raise AnsibleFilterError(f'Cannot compute the plan: {exc}') from None
+
+
 def swarm_fabric_stale(config_reads):
     """The overlays whose config-only network some host called stale (every host's registered query)."""
     return sf_inventory.stale_overlays(plain(config_reads))
@@ -292,6 +306,46 @@ def swarm_fabric_stale(config_reads):
 def swarm_fabric_next_generations(current, stale):
     """{overlay: generation}: one past the current where a node is stale."""
     return sf_inventory.next_generations(plain(current), plain(stale))
+
+
+# The toolkit's root: roles/, plugins/, playbooks/ (a checkout or the installed collection).
+_ROOT = os.path.dirname(os.path.dirname(_MODULE_UTILS))
+
+
+def _command_line():
+    """The parts of the command line that change what a run does: extra variables and tags."""
+    args = context.CLIARGS
+    return {'extra_vars': [str(v) for v in args.get('extra_vars') or ()],
+            'tags': sorted(args.get('tags') or ()), 'skip_tags': sorted(args.get('skip_tags') or ())}
+
+
+def swarm_converge_inputs(plan, hostvars, swarm, base_dir, secret=''):
+    """{host: the hash of its converge's inputs} for every described host (module_utils converged.py)."""
+    plan = plain(plan)
+    versions = [sf_objects.version(entry['kind'], entry['name'],
+                                   base64.b64decode(swarm_object_data(entry, swarm, base_dir)), str(secret or ''))
+                for entry in plan['objects'] if not entry['external']]
+    common = {'code': sf_converged.code_digest(_ROOT), 'plan': plan, 'objects': versions,
+              'secret': sf_converged.secret_fingerprint(secret), 'command_line': _command_line()}
+    names = sf_converged.role_variables(_ROOT)
+    out = {}
+    for host in sf_inventory.members(plan):
+        variables = {name: plain(_hostvar(hostvars, host, name)) for name in names}
+        out[host] = sf_converged.inputs_digest(common, host, host_view(plan, host),
+                                               {k: v for k, v in variables.items() if v is not None})
+    return out
+
+
+def swarm_converged(plan, hostvars, reached, inputs, check_mode=False, full=False):
+    """Whether this run can skip its layers: {converged, reasons, stampable} (converged.py's verdict);
+    every reached host's host_state read is its __swarmfabric_read; ``full`` (swarmfabric_full) runs
+    every layer anyway."""
+    reached = plain(reached)
+    line, args = _command_line(), context.CLIARGS
+    complete = not (check_mode or line['skip_tags'] or set(line['tags']) - {'all'}
+                    or args.get('start_at_task') or args.get('step'))
+    reads = {host: plain(_hostvar(hostvars, host, '__swarmfabric_read')) for host in reached}
+    return sf_converged.verdict(sf_inventory.members(plain(plan)), reached, reads, plain(inputs), complete, full)
 
 
 class FilterModule:
@@ -307,4 +361,5 @@ class FilterModule:
                 'swarm_fabric_next_generations': swarm_fabric_next_generations,
                 'swarm_service_compose': swarm_service_compose, 'swarm_object_data': swarm_object_data,
                 'swarm_object_names': swarm_object_names,
-                'swarm_base_dir': swarm_base_dir}
+                'swarm_base_dir': swarm_base_dir, 'swarm_converge_inputs': swarm_converge_inputs,
+                'swarm_converged': swarm_converged, 'swarm_allocations_record': swarm_allocations_record}

@@ -56,3 +56,7 @@ CONNTRACK_TIMEOUT_OBJECT = "mesh-tcp"
 HEALTH_PORT = 10256
 
 TRAFFIC_POLICIES = ("cluster", "local")
+
+# --- names on the hosts --------------------------------------------------------
+# Every device of ours: sf-<overlay> (VXLAN) and sf-<overlay>-h (host shim).
+DEVICE_PREFIX = "sf-"

@@ -30,7 +30,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
 from . import compose, duration
-from .constants import FWMARK_ENDPOINT_MAX, HEALTH_PORT
+from .constants import DEVICE_PREFIX, FWMARK_ENDPOINT_MAX, HEALTH_PORT
 from .plan import Geometry, allocate_fwmarks, allocate_slots, allocate_vips, plain
 
 # ---------------------------------------------------------------- schema
@@ -740,8 +740,8 @@ def _check_names(overlays, report):
                        f'({", ".join(_DOCKER_NETWORKS)}); the overlay\'s Docker network would take it')
             continue
         derived = [
-            (f'sf-{name}', 'interface', 'VXLAN device'),
-            (f'sf-{name}-h', 'interface', 'host shim'),
+            (f'{DEVICE_PREFIX}{name}', 'interface', 'VXLAN device'),
+            (f'{DEVICE_PREFIX}{name}-h', 'interface', 'host shim'),
             (name, 'network', 'Docker network'),
             (f'{name}-config', 'network', 'config-only Docker network'),
         ]

@@ -97,3 +97,23 @@ def next_generations(current, stale):
     """{overlay: generation to converge to}: one past the current one where a node is stale."""
     stale = set(stale)
     return {name: generation + (1 if name in stale else 0) for name, generation in current.items()}
+
+
+class RecordUnreadable(Exception):
+    """A manager answered but could not read the allocation record: planning without it could move
+    live allocations."""
+
+
+def first_record(managers, reached, reads):
+    """The allocation record of the first reached manager that could read it (host_state's
+    ``allocations``), managers in described order; an unreadable one when none is a manager of an
+    active swarm. A manager on the way that answered but could not read it raises RecordUnreadable."""
+    for host in managers:
+        found = (reads.get(host) or {}).get("allocations") or {}
+        if host not in reached:
+            continue
+        if found.get("error"):
+            raise RecordUnreadable(f"{host} cannot read the allocation record: {found['error']}")
+        if found.get("readable"):
+            return found
+    return {"readable": False, "record": {}, "serial": 0}

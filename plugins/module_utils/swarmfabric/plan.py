@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 # Marks, timeouts and the health port of the mesh: constants.py (one place).
 from . import alloc, compose
-from .constants import CONNTRACK_TIMEOUTS, FWMARK_BASE, FWMARK_BITS, HEALTH_PORT, IPVS_TIMEOUTS
+from .constants import CONNTRACK_TIMEOUTS, DEVICE_PREFIX, FWMARK_BASE, FWMARK_BITS, HEALTH_PORT, IPVS_TIMEOUTS
 
 
 class PlanError(Exception):
@@ -464,7 +464,7 @@ def build_plan(swarm, hostvars, swarm_nodes=None, record=None, now=None, stacks=
             **overlay,
             'vip_prefix': geometry.vip_prefix,
             'prefixlen': geometry.network.prefixlen,
-            'device': f'sf-{name}',
+            'device': f'{DEVICE_PREFIX}{name}',
             'gateway': str(geometry.gateway),
             'vip_range': str(geometry.vip_range),
             'members': members,
