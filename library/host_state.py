@@ -148,18 +148,18 @@ def network_facts(module):
     return collector.collect(module=module)
 
 
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["query", "stamped"], "default": "query"},
+    "facts": {"type": "bool", "default": False},
+    "allocations": {"type": "str"},
+    "inputs": {"type": "str"},
+    "socket": {"type": "path", "default": "/var/run/docker.sock"},
+}
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "state": {"type": "str", "choices": ["query", "stamped"], "default": "query"},
-            "facts": {"type": "bool", "default": False},
-            "allocations": {"type": "str"},
-            "inputs": {"type": "str"},
-            "socket": {"type": "path", "default": "/var/run/docker.sock"},
-        },
-        required_if=[("state", "stamped", ["inputs"])],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=[("state", "stamped", ["inputs"])],
+                           supports_check_mode=True)
     change = Change(module, headers=("stamp before", "stamp after"))
     stamp = read_stamp()
     api = DockerAPI(socket_path=module.params["socket"], timeout=30)

@@ -325,14 +325,17 @@ def swarm_converge_inputs(plan, hostvars, swarm, base_dir, secret=''):
     versions = [sf_objects.version(entry['kind'], entry['name'],
                                    base64.b64decode(swarm_object_data(entry, swarm, base_dir)), str(secret or ''))
                 for entry in plan['objects'] if not entry['external']]
-    common = {'code': sf_converged.code_digest(_ROOT), 'plan': plan, 'objects': versions,
-              'secret': sf_converged.secret_fingerprint(secret), 'command_line': _command_line()}
+    common = sf_converged.digest({'code': sf_converged.code_digest(_ROOT), 'plan': plan, 'objects': versions,
+                                  'secret': sf_converged.secret_fingerprint(secret), 'command_line': _command_line()})
     names = sf_converged.role_variables(_ROOT)
     out = {}
     for host in sf_inventory.members(plan):
-        variables = {name: plain(_hostvar(hostvars, host, name)) for name in names}
-        out[host] = sf_converged.inputs_digest(common, host, host_view(plan, host),
-                                               {k: v for k, v in variables.items() if v is not None})
+        try:
+            found = hostvars[host]
+        except (KeyError, TypeError):
+            found = {}
+        variables = {name: plain(found[name]) for name in names if name in found}
+        out[host] = sf_converged.inputs_digest(common, host, host_view(plan, host), variables)
     return out
 
 

@@ -222,6 +222,25 @@ def test_a_converged_run_reports_no_change(callback, monkeypatch, tmp_path):
     assert json.loads((tmp_path / 'plan.json').read_text())['lines'] == []
 
 
+def test_a_run_that_skipped_its_layers_says_so_and_one_that_did_not_says_why(callback, monkeypatch, tmp_path):
+    monkeypatch.setattr(context, 'CLIARGS', {'check': True})
+    callback.extra_path = str(tmp_path / 'plan.json')
+    verdict = {'converged': True, 'reasons': [], 'stampable': False}
+    callback.v2_runner_on_ok(_result('n1', 'set_fact', {'ansible_facts': {'swarmfabric_converged': verdict}}))
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.lines[1:3] == [
+        'Plan (check mode, nothing was changed): 0 changes',
+        '  converged: every host is as its last complete converge left it; the layers were skipped']
+    assert json.loads((tmp_path / 'plan.json').read_text())['converged'] == {'converged': True, 'reasons': []}
+    other = ps.CallbackModule()
+    other._display, other.extra_path = _Display(), str(tmp_path / 'ran.json')
+    verdict = {'converged': False, 'reasons': ['n2: live links moved since its last complete converge']}
+    other.v2_runner_on_ok(_result('n1', 'set_fact', {'ansible_facts': {'swarmfabric_converged': verdict}}))
+    other.v2_playbook_on_stats(None)
+    assert not any('converged' in line for line in other._display.lines)
+    assert json.loads((tmp_path / 'ran.json').read_text())['converged']['reasons'] == verdict['reasons']
+
+
 def test_a_json_stdout_stays_json(callback, monkeypatch, tmp_path):
     monkeypatch.setattr(context, 'CLIARGS', {'check': False})
     monkeypatch.setattr(ps.C, 'DEFAULT_STDOUT_CALLBACK', 'ansible.posix.json', raising=False)

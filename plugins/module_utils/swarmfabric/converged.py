@@ -64,7 +64,8 @@ def secret_fingerprint(secret):
 
 
 def inputs_digest(common, host, view, variables):
-    """One host's inputs hash: the run's common inputs, the host's view and its overriding variables."""
+    """One host's inputs hash: the digest of the run's common inputs, the host's view and its
+    overriding variables."""
     return digest({"common": common, "host": host, "view": view, "vars": variables})
 
 

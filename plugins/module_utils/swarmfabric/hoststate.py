@@ -37,6 +37,7 @@ FILE_ROOTS = ("/etc/swarmfabric", "/usr/local/libexec/swarmfabric", "/run/swarmf
 UNIT_DIR = "/etc/systemd/system"
 UNIT_PREFIX = "swarmfabric-"
 RUN_DIR = "/run/swarmfabric"
+SYSTEMD_DIR = "/run/systemd/system"
 NFT_PREFIX = "swarmfabric"
 IPTABLES_PREFIX = "SF-"
 PROC_IPVS = "/proc/net/ip_vs"
@@ -60,7 +61,7 @@ def digest(value):
 # --- pure reductions (unit-tested on captured outputs) ----------------------
 
 def links_view(links, addrs, fdb, routes, prefix=DEVICE_PREFIX):
-    """Our devices (named ``prefix``...) with their addresses, FDB entries and routes."""
+    """Our devices (named ``prefix``...) with their addresses, FDB peers and routes."""
     ours = sorted(link["ifname"] for link in links if link.get("ifname", "").startswith(prefix))
     view = {}
     for link in links:
@@ -74,7 +75,8 @@ def links_view(links, addrs, fdb, routes, prefix=DEVICE_PREFIX):
             view[entry["ifname"]]["addresses"] = sorted(
                 f"{a.get('local')}/{a.get('prefixlen')}" for a in entry.get("addr_info", []))
     for entry in fdb:
-        if entry.get("ifname") in view:
+        # The VXLAN peers (entries with a remote); the shim's multicast entries follow group joins.
+        if entry.get("ifname") in view and entry.get("dst"):
             view[entry["ifname"]].setdefault("fdb", []).append(
                 [entry.get("mac"), entry.get("dst"), sorted(entry.get("flags", [])), entry.get("state")])
     for entry in routes:
@@ -169,9 +171,9 @@ def swarm_view(swarm, nodes, services, configs, secrets):
 
 # --- reads (commands, files, the Docker API) -------------------------------
 
-def read_files(roots=FILE_ROOTS, unit_dir=UNIT_DIR):
+def read_files(roots=None, unit_dir=None):
     """path -> [mode, sha256] for files, [mode, target] for symlinks; logs and pid files left out."""
-    out = {}
+    roots, unit_dir, out = roots or FILE_ROOTS, unit_dir or UNIT_DIR, {}
 
     def add(path):
         st = os.lstat(path)
@@ -198,10 +200,10 @@ def read_files(roots=FILE_ROOTS, unit_dir=UNIT_DIR):
     return out
 
 
-def read_daemons(runner, run_dir=RUN_DIR):
+def read_daemons(runner, run_dir=None):
     """Whether each of our daemons runs: systemd's unit states, or each pid file's process."""
-    out = {}
-    if os.path.isdir("/run/systemd/system"):
+    run_dir, out = run_dir or RUN_DIR, {}
+    if os.path.isdir(SYSTEMD_DIR):
         rc, text, _err = runner.status(["systemctl", "list-units", "--all", "--plain", "--no-legend",
                                         f"{UNIT_PREFIX}*"])
         out["systemd"] = sorted(line.split()[:4] for line in text.splitlines() if line.strip()) if rc == 0 else rc
@@ -295,8 +297,9 @@ def digests(sections):
     return {name: digest(sections.get(name)) for name in SECTIONS}
 
 
-def read_stamp(path=STAMP_PATH):
+def read_stamp(path=None):
     """The last complete converge's stamp, or None (none yet, or unreadable: then it does not count)."""
+    path = path or STAMP_PATH
     try:
         with open(path, encoding="utf-8") as handle:
             stamp = json.load(handle)
@@ -305,8 +308,9 @@ def read_stamp(path=STAMP_PATH):
     return stamp if isinstance(stamp, dict) and stamp.get("version") == STAMP_VERSION else None
 
 
-def write_stamp(stamp, path=STAMP_PATH):
+def write_stamp(stamp, path=None):
     """Written whole, then renamed into place: a reader never sees half a stamp."""
+    path = path or STAMP_PATH
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
