@@ -113,7 +113,7 @@ def site_rows(repeat):
         noop.append(proc.seconds)
         stats = report.get("stats", {})
         changed.append(sum(s.get("changed", 0) for s in stats.values()))
-        whole, whole_report = ansible_json(playbook + ["-e", "swarmfabric_full=true"])
+        whole, whole_report = ansible_json([*playbook, "-e", "swarmfabric_full=true"])
         full.append(whole.seconds)
         full_changed.append(sum(s.get("changed", 0) for s in whole_report.get("stats", {}).values()))
         if proc.rc != 0 or pong.rc != 0 or whole.rc != 0:

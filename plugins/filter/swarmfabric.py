@@ -312,11 +312,11 @@ def swarm_fabric_next_generations(current, stale):
 _ROOT = os.path.dirname(os.path.dirname(_MODULE_UTILS))
 
 
-def _command_line():
-    """The parts of the command line that change what a run does: extra variables and tags."""
+def _complete(check_mode):
+    """Whether this run runs every task: not in check mode, no tags, no start-at-task, no step."""
     args = context.CLIARGS
-    return {'extra_vars': [str(v) for v in args.get('extra_vars') or ()],
-            'tags': sorted(args.get('tags') or ()), 'skip_tags': sorted(args.get('skip_tags') or ())}
+    return not (check_mode or args.get('skip_tags') or set(args.get('tags') or ()) - {'all'}
+                or args.get('start_at_task') or args.get('step'))
 
 
 def swarm_converge_inputs(plan, hostvars, swarm, base_dir, secret=''):
@@ -326,7 +326,7 @@ def swarm_converge_inputs(plan, hostvars, swarm, base_dir, secret=''):
                                    base64.b64decode(swarm_object_data(entry, swarm, base_dir)), str(secret or ''))
                 for entry in plan['objects'] if not entry['external']]
     common = sf_converged.digest({'code': sf_converged.code_digest(_ROOT), 'plan': plan, 'objects': versions,
-                                  'secret': sf_converged.secret_fingerprint(secret), 'command_line': _command_line()})
+                                  'secret': sf_converged.secret_fingerprint(secret)})
     names = sf_converged.role_variables(_ROOT)
     out = {}
     for host in sf_inventory.members(plan):
@@ -344,11 +344,9 @@ def swarm_converged(plan, hostvars, reached, inputs, check_mode=False, full=Fals
     every reached host's host_state read is its __swarmfabric_read; ``full`` (swarmfabric_full) runs
     every layer anyway."""
     reached = plain(reached)
-    line, args = _command_line(), context.CLIARGS
-    complete = not (check_mode or line['skip_tags'] or set(line['tags']) - {'all'}
-                    or args.get('start_at_task') or args.get('step'))
     reads = {host: plain(_hostvar(hostvars, host, '__swarmfabric_read')) for host in reached}
-    return sf_converged.verdict(sf_inventory.members(plain(plan)), reached, reads, plain(inputs), complete, full)
+    return sf_converged.verdict(sf_inventory.members(plain(plan)), reached, reads, plain(inputs),
+                                _complete(check_mode), full)
 
 
 class FilterModule:

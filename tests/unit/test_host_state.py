@@ -9,10 +9,9 @@ import base64
 import json
 
 import pytest
+from ansible.module_utils.swarmfabric import hoststate as host_hoststate
 from conftest import REPO, Commands, Docker, Status, load_module
 from swarmfabric import converged, hoststate, inventory
-
-from ansible.module_utils.swarmfabric import hoststate as host_hoststate
 
 host_state = load_module('host_state')
 

@@ -8,10 +8,12 @@ nothing, and the layers are skipped. Any doubt runs them: a host not
 reached, no stamp, other inputs, one section that moved.
 
 The inputs of a host: this toolkit's code (roles, modules, plugins,
-playbooks), the whole plan and the host's view of it, the inventory
-variables that override a role default, the versions of the secrets' and
-configs' contents (as Docker names them), a keyed fingerprint of the fabric
-secret, and the command line's extra variables and tags.
+playbooks), the whole plan and the host's view of it, the variables
+(inventory or extra) that override a role default, the versions of the
+secrets' and configs' contents (as Docker names them) and a keyed
+fingerprint of the fabric secret. Variables that do not change what a
+converge does (plan_summary, swarmfabric_full) are not inputs, so the plan
+step of a pipeline and the converge after it compare equal.
 """
 
 import hashlib
