@@ -312,3 +312,11 @@ def test_inputs_move_with_each_input_and_hide_the_secret():
 def test_role_variables_are_the_roles_defaults():
     names = converged.role_variables(str(REPO))
     assert {'fabric_secret', 'mesh_drain_seconds', 'engine_firewall', 'swarm_wait_timeout'} <= set(names)
+
+
+def test_a_tool_that_is_not_installed_reads_as_nothing_and_fails_nothing(run_module, host):
+    done = read(run_module, missing=('bridge', 'ipvsadm', 'iptables-save'))
+    assert not done.failed and done.result['unread'] == {}
+    assert done.result['digests']['links'] == hoststate.digest(None)
+    assert done.result['digests']['iptables'] == hoststate.digest(None)
+    assert not any(a[0].endswith(('bridge', 'iptables-save')) for a in done.commands.argvs)

@@ -272,14 +272,16 @@ def _xfrm(runner):
 
 def read_sections(runner, module, api):
     """Every section's canonical value (name -> value), and the sections that could not be read
-    (name -> why). A tool that is not installed reads as None; the read itself never fails."""
+    (name -> why). A tool that is not installed reads as None (the layer that needs it says so);
+    the read itself never fails."""
+    have = {name: bool(module.get_bin_path(name)) for name in ("ip", "bridge", "nft", "iptables-save", "ipvsadm")}
     readers = {
-        "links": lambda: _links(runner),
-        "xfrm": lambda: _xfrm(runner),
-        "nft": lambda: _nft(runner) if module.get_bin_path("nft") else None,
-        "iptables": lambda: (iptables_view(runner.run(["iptables-save"], what="read iptables"))
-                             if module.get_bin_path("iptables-save") else None),
-        "ipvs": lambda: read_ipvs(runner) if module.get_bin_path("ipvsadm") else None,
+        "links": lambda: _links(runner) if have["ip"] and have["bridge"] else None,
+        "xfrm": lambda: _xfrm(runner) if have["ip"] else None,
+        "nft": lambda: _nft(runner) if have["nft"] else None,
+        "iptables": lambda: iptables_view(runner.run(["iptables-save"], what="read iptables")) if have["iptables-save"]
+        else None,
+        "ipvs": lambda: read_ipvs(runner) if have["ipvsadm"] else None,
         "files": read_files,
         "daemons": lambda: read_daemons(runner),
     }
