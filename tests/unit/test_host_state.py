@@ -9,9 +9,11 @@ import base64
 import json
 
 import pytest
+import yaml
 from ansible.module_utils.swarmfabric import hoststate as host_hoststate
-from conftest import REPO, Commands, Docker, Status, load_module
+from conftest import REPO, Commands, Docker, Status, load_file, load_module
 from swarmfabric import converged, hoststate, inventory
+from swarmfabric.plan import build_plan
 
 host_state = load_module('host_state')
 
@@ -320,3 +322,31 @@ def test_a_tool_that_is_not_installed_reads_as_nothing_and_fails_nothing(run_mod
     assert done.result['digests']['links'] == hoststate.digest(None)
     assert done.result['digests']['iptables'] == hoststate.digest(None)
     assert not any(a[0].endswith(('bridge', 'iptables-save')) for a in done.commands.argvs)
+
+
+# --- the filters: inputs from the plan, the variables and the objects' contents -------------
+
+def test_converge_inputs_follow_the_plan_the_overrides_and_the_secret(tmp_path):
+    filters = load_file('sf_filters', REPO / 'plugins' / 'filter' / 'swarmfabric.py')
+    swarm = yaml.safe_load((REPO / 'inventory/lab/group_vars/all/swarm.yml').read_text())['swarm']
+    swarm = dict(swarm, configs={'motd': {'file': 'motd.txt'}})
+    (tmp_path / 'motd.txt').write_text('hello\n')
+    hostvars = {f'node{i}': {'swarm_advertise_addr': f'172.30.0.1{i}'} for i in range(1, 6)}
+    plan = build_plan(swarm, hostvars, now=1_800_000_000)
+
+    def inputs(plan=plan, hostvars=hostvars, secret='s' * 40):
+        return filters.swarm_converge_inputs(plan, hostvars, swarm, str(tmp_path), secret)
+
+    base = inputs()
+    assert sorted(base) == [f'node{i}' for i in range(1, 6)] and len(set(base.values())) == 5
+    assert inputs() == base
+    assert 's' * 40 not in json.dumps(base)
+    override = {**hostvars, 'node2': {**hostvars['node2'], 'mesh_drain_seconds': 5, 'plan_summary': '/tmp/x'}}
+    changed = inputs(hostvars=override)
+    assert [h for h in base if changed[h] != base[h]] == ['node2']
+    assert inputs(hostvars={**hostvars, 'node3': {**hostvars['node3'], 'plan_summary': '/x'}}) == base
+    assert all(inputs(secret='t' * 40)[h] != base[h] for h in base)
+    (tmp_path / 'motd.txt').write_text('bye\n')
+    assert all(inputs()[h] != base[h] for h in base)
+    moved = build_plan(swarm, {**hostvars, 'node5': {'swarm_advertise_addr': '172.30.0.99'}}, now=1_800_000_000)
+    assert all(inputs(plan=moved)[h] != base[h] for h in base)
