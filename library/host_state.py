@@ -151,8 +151,7 @@ def network_facts(module):
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["query", "stamped"], "default": "query"},
     "facts": {"type": "bool", "default": False},
-    "allocations": {"type": "str"},
-    "inputs": {"type": "str"},
+    "allocations": {"type": "str"}, "inputs": {"type": "str"},
     "socket": {"type": "path", "default": "/var/run/docker.sock"},
 }
 
