@@ -45,8 +45,6 @@ attributes:
   diff_mode:
     description: The newest record as before, O(record) as after.
     support: full
-  idempotent:
-    support: full
 extends_documentation_fragment:
   - swarmfabric
   - swarmfabric.docker
