@@ -82,7 +82,8 @@ EXAMPLES = r"""
 - name: Record what a complete converge left
   host_state:
     state: stamped
-    inputs: "{{ swarmfabric_plan | swarm_converge_inputs(inventory_hostname, hostvars) }}"
+    # converged.yml computed every host's inputs hash (filter swarm_converge_inputs)
+    inputs: "{{ hostvars['localhost'].swarmfabric_inputs[inventory_hostname] }}"
 """
 
 RETURN = r"""

@@ -181,7 +181,7 @@ import time
 from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.swarmfabric.constants import IPVS_KERNEL_TIMEOUTS, IPVS_TIMEOUT_KEYS, IPVS_TIMEOUTS
+from ansible.module_utils.swarmfabric.constants import IPVS_KERNEL_TIMEOUTS, IPVS_TIMEOUT_KEYS, IPVS_TIMEOUTS, PROC_IPVS
 from ansible.module_utils.swarmfabric.kernelcaps import kernel_module_state, module_usable
 from ansible.module_utils.swarmfabric.module import Change, CommandError, Runner
 from ansible.module_utils.swarmfabric.nft import (
@@ -216,7 +216,6 @@ DEFAULT_TIMEOUTS = IPVS_TIMEOUTS
 KERNEL_SYSCTLS = {"net.ipv4.vs.conn_reuse_mode": "1", "net.ipv4.vs.expire_nodest_conn": "0",
                   "net.ipv4.vs.conntrack": "0"}
 KERNEL_TIMEOUTS = [IPVS_KERNEL_TIMEOUTS[k] for k in IPVS_TIMEOUT_KEYS]
-PROC_IPVS = "/proc/net/ip_vs"
 MESH_TABLE = ("ip", "swarmfabric_mesh")
 ARP_TABLE = ("netdev", "swarmfabric_mesh_arp")
 

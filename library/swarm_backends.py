@@ -71,10 +71,9 @@ actions:
 import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.swarmfabric.constants import DOCKER_SERVICE_LABEL as SERVICE_LABEL
 from ansible.module_utils.swarmfabric.docker_api import DockerAPI, DockerAPIError
 from ansible.module_utils.swarmfabric.module import Change
-
-SERVICE_LABEL = "com.docker.swarm.service.name"
 
 
 def local_backends(containers, wanted, prefix):

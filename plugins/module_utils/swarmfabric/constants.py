@@ -60,3 +60,7 @@ TRAFFIC_POLICIES = ("cluster", "local")
 # --- names on the hosts --------------------------------------------------------
 # Every device of ours: sf-<overlay> (VXLAN) and sf-<overlay>-h (host shim).
 DEVICE_PREFIX = "sf-"
+# There while ip_vs is loaded (reading it never loads the module).
+PROC_IPVS = "/proc/net/ip_vs"
+# Docker's label of a swarm task's container: its service's name.
+DOCKER_SERVICE_LABEL = "com.docker.swarm.service.name"

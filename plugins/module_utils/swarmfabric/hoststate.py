@@ -24,7 +24,8 @@ import os
 import re
 import stat
 
-from .constants import DEVICE_PREFIX
+from .constants import DEVICE_PREFIX, PROC_IPVS
+from .constants import DOCKER_SERVICE_LABEL as SERVICE_LABEL
 from .docker_api import DockerAPIError
 from .iproute import parse_xfrm_policies, parse_xfrm_states
 from .nft import normalize_line
@@ -40,11 +41,9 @@ RUN_DIR = "/run/swarmfabric"
 SYSTEMD_DIR = "/run/systemd/system"
 NFT_PREFIX = "swarmfabric"
 IPTABLES_PREFIX = "SF-"
-PROC_IPVS = "/proc/net/ip_vs"
 IPVS_SYSCTL_DIR = "/proc/sys/net/ipv4/vs"
 # Swarm labels that move while nothing changes: the converge lock of the run itself.
 VOLATILE_SWARM_LABELS = ("io.swarmfabric.lock",)
-SERVICE_LABEL = "com.docker.swarm.service.name"
 LINK_FIELDS = ("ifname", "link", "mtu", "address", "master", "linkinfo")
 VOLATILE_FLAGS = {"PROMISC", "ALLMULTI"}
 _IPT_COUNTERS = re.compile(r"\[\d+:\d+\]")
@@ -131,9 +130,9 @@ def _labels(spec, drop=()):
 def docker_view(version, info, networks, containers):
     """The engine, this node's membership, the local networks and the running task containers."""
     swarm = info.get("Swarm") or {}
-    nets = [{k: n.get(k) for k in ("Id", "Name", "Driver", "Scope", "Options", "Labels", "ConfigOnly",
-                                    "ConfigFrom", "Internal", "Attachable", "Ingress")}
-            | {"IPAM": (n.get("IPAM") or {}).get("Config")}
+    keys = ("Id", "Name", "Driver", "Scope", "Options", "Labels", "ConfigOnly", "ConfigFrom", "Internal",
+            "Attachable", "Ingress")
+    nets = [{**{k: n.get(k) for k in keys}, "IPAM": (n.get("IPAM") or {}).get("Config")}
             for n in networks if n.get("Scope") == "local" or swarm.get("ControlAvailable")]
     tasks = []
     for c in containers:
@@ -144,8 +143,8 @@ def docker_view(version, info, networks, containers):
         tasks.append([(c.get("Labels") or {}).get(SERVICE_LABEL), c.get("Id"), addresses])
     return {
         "engine": version.get("Version"),
-        "node": {k: swarm.get(k) for k in ("NodeID", "LocalNodeState", "ControlAvailable", "Error")}
-        | {"Cluster": (swarm.get("Cluster") or {}).get("ID")},
+        "node": {**{k: swarm.get(k) for k in ("NodeID", "LocalNodeState", "ControlAvailable", "Error")},
+                 "Cluster": (swarm.get("Cluster") or {}).get("ID")},
         "networks": sorted(nets, key=lambda n: n["Id"] or ""),
         "tasks": sorted(tasks, key=json.dumps),
     }
