@@ -41,7 +41,8 @@ fi
 
 # Files: programs, state, the boot guard and the units. An empty directory
 # that is a mount point is the host's (the kernel lab mounts /etc/swarmfabric).
-for f in /etc/swarmfabric /usr/local/libexec/swarmfabric /run/swarmfabric /etc/systemd/system/swarmfabric-* \
+for f in /etc/swarmfabric /usr/local/libexec/swarmfabric /run/swarmfabric /var/lib/swarmfabric \
+         /etc/systemd/system/swarmfabric-* \
          /etc/systemd/system/sysinit.target.wants/swarmfabric-*; do
   if [ -d "$f" ] && [ -z "$(ls -A "$f")" ] && mountpoint -q "$f" 2>/dev/null; then
     continue
